@@ -1,0 +1,33 @@
+// The subcommands of the one spamward binary (DESIGN §3.2). main.cpp parses the command line
+// with CLI11 and calls one of these; each returns the process exit code:
+// 0 ok, 1 runtime failure or the documented negative answer, 2 bad usage or bad config.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace spamward::cli {
+
+// -c FILE resolution: the given path, else /etc/spamward/spamward.toml, else
+// config/spamward.toml (source tree).
+std::string resolve_config_path(const std::string& given);
+
+int cmd_serve(const std::string& config_path);
+int cmd_config_check(const std::string& config_path);
+
+struct CheckOptions {
+  std::string config_path;
+  std::string ip, helo, hostname, from;
+  std::vector<std::string> rcpt;
+  bool json = false;
+  std::vector<std::string> paths;
+};
+int cmd_check(const CheckOptions& options);
+
+int cmd_ip(const std::string& config_path, const std::string& address);
+// list: "allow" | "deny"; action: "add" | "del" | "list"
+int cmd_list(const std::string& config_path, const std::string& list, const std::string& action,
+             const std::string& entry, const std::string& comment);
+
+}  // namespace spamward::cli

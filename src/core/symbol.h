@@ -1,0 +1,41 @@
+// Symbols: the only output of a check. A symbol has a name users grep for (DESIGN §3.6), a
+// score, one family, and a detail that explains it (e.g. the DNSBL answer).
+//
+// Families drive the rule that no single technique refuses mail alone: a reject needs
+// `reject_min_families` families that each add at least 1.0 (DESIGN §1). The `admin` family
+// holds the admin's own decisions (allow/deny lists, GTUBE); it never counts as evidence.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace spamward {
+
+enum class Family { dnsbl, rfc, auth, content, behaviour, admin };
+
+std::string_view to_string(Family f);
+std::optional<Family> parse_family(std::string_view s);
+
+struct Symbol {
+  std::string name;
+  double score = 0.0;
+  Family family = Family::rfc;
+  std::string detail;
+};
+
+// What the symbol reference documents about a known symbol.
+struct SymbolInfo {
+  std::string_view name;
+  Family family;
+  double default_score;
+  std::string_view description;
+};
+
+// Every fixed-name symbol spamward can emit. Per-list names (RBL_<NAME>, DNSWL_<NAME>) are
+// derived from the config and are not in this table.
+const std::vector<SymbolInfo>& known_symbols();
+const SymbolInfo* find_symbol(std::string_view name);
+
+}  // namespace spamward

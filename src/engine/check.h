@@ -1,0 +1,32 @@
+// Check: one technique. It runs at one stage, reads the Transaction, may await DNS or the
+// store, and emits symbols; it never decides an action and never knows which protocol asked.
+//
+// Failure contract: a check that throws, or is not done by the stage deadline, adds nothing;
+// the Engine counts it in spamward_failopen_total{check=NAME} and logs it. A check whose
+// symbols can only lower the score (allow lists, DNSWL, Bayes ham) says so, so that its
+// failure caps the verdict at tempfail: mail is never refused for want of its answer.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <string_view>
+#include <vector>
+
+#include "core/symbol.h"
+#include "engine/transaction.h"
+
+namespace spamward {
+
+class Check {
+ public:
+  virtual ~Check() = default;
+  virtual std::string_view name() const = 0;
+  // The earliest stage at which the facts it needs exist. The Engine runs it once per
+  // transaction at the first evaluation at or after that stage; rcpt-stage checks run again
+  // for every recipient.
+  virtual Stage stage() const = 0;
+  virtual Family family() const = 0;
+  virtual bool can_only_lower() const { return false; }
+  virtual boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) = 0;
+};
+
+}  // namespace spamward

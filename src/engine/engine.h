@@ -1,0 +1,78 @@
+// Engine: runs the checks due at a stage concurrently under one deadline, sums their
+// symbols, and turns the sum into a Verdict by the rules of DESIGN §1 and §3.5. It is the
+// one place where scores become actions; protocol servers only translate its Verdict.
+//
+// Per decision it writes one log line (DESIGN §3.7) and counts
+//   spamward_decisions_total{action}, spamward_symbol_hits_total{symbol},
+//   spamward_stage_seconds{stage} (histogram), spamward_check_seconds{check} (histogram),
+//   spamward_failopen_total{check}.
+//
+// Threading: evaluate() runs on the caller's executor; the Engine holds no mutable state
+// of its own beyond metrics, so one Engine serves every connection. A config reload builds
+// a new Engine; in-flight evaluations finish on the old one (held by shared_ptr).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/verdict.h"
+#include "engine/check.h"
+#include "engine/env.h"
+#include "engine/transaction.h"
+
+namespace spamward {
+
+// What a transaction carries across stages (the milter evaluates at several stages; the
+// policy server may keep one per Postfix instance). Checks run once per transaction except
+// rcpt-stage checks, which run per recipient.
+struct EvaluationState {
+  std::map<std::string, std::vector<Symbol>, std::less<>> results;  // by check name
+  std::vector<std::string> failed;        // checks that failed open so far
+  bool failed_lowering = false;           // one of them could only have lowered the score
+};
+
+// The decision facts beyond symbols.
+struct DecisionFacts {
+  bool trusted = false;          // client in [network] trusted
+  bool exempt = false;           // a recipient matches [exempt] recipients
+  bool failed_lowering = false;  // a can-only-lower check failed open
+  bool greylist_applies = false; // the greylist gate would defer this new triplet
+  std::vector<std::string> failed_checks;
+};
+
+// Pure rules: symbols (already carrying [scores] overrides) and facts -> Verdict.
+Verdict decide(const Config& config, std::vector<Symbol> symbols, const DecisionFacts& facts);
+
+// Applies [scores] overrides to emitted symbols (by name).
+void apply_score_overrides(const Config& config, std::vector<Symbol>& symbols);
+
+// True when `recipient` matches one of the [exempt] patterns ("postmaster@*", "*@dom",
+// "user@dom"; case-insensitive, '*' matches any run of characters).
+bool matches_exempt(const std::vector<std::string>& patterns, std::string_view recipient);
+
+class Engine {
+ public:
+  Engine(std::shared_ptr<const Config> config, Env env, std::vector<std::unique_ptr<Check>> checks);
+  ~Engine();
+
+  // Runs the checks due at tx.stage and decides. Never throws for a check's failure.
+  boost::asio::awaitable<Verdict> evaluate(const Transaction& tx, EvaluationState& state);
+
+  // Same, with a fresh state (one-shot callers: `check`, HTTP, a policy request).
+  boost::asio::awaitable<Verdict> evaluate(const Transaction& tx);
+
+  const Config& config() const { return *config_; }
+  std::shared_ptr<const Config> config_ptr() const { return config_; }
+  const Env& env() const { return env_; }
+
+ private:
+  std::shared_ptr<const Config> config_;
+  Env env_;
+  std::vector<std::unique_ptr<Check>> checks_;
+};
+
+}  // namespace spamward

@@ -1,0 +1,54 @@
+// Transaction: the facts of one SMTP transaction as the MTA reported them, the same model
+// for every protocol (policy, milter, spamd, HTTP, `check`). Checks read it; only protocol
+// servers fill it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/ip_address.h"
+
+namespace spamward {
+
+// SMTP stages in order. A check declares the earliest stage at which its facts exist.
+enum class Stage { connect = 0, helo = 1, mail = 2, rcpt = 3, data = 4, eom = 5 };
+std::string_view to_string(Stage s);
+
+struct Transaction {
+  std::string id;        // queue id when known, else the MTA's instance, else generated
+  std::string instance;  // Postfix's per-message instance attribute
+  std::string queue_id;
+  Stage stage = Stage::connect;
+
+  std::optional<IpAddress> client_address;
+  // The MTA's own lookups (DESIGN §3.5): client_name is forward-confirmed ("unknown" when
+  // not), reverse_client_name is the bare PTR ("unknown" when none). Empty: not given.
+  std::string client_name;
+  std::string reverse_client_name;
+  std::string helo;
+  std::string sender;                   // envelope sender without <>; empty for bounces
+  std::vector<std::string> recipients;  // accepted so far, in order
+  std::string recipient;                // the one being decided at the rcpt stage
+  std::string sasl_username;            // non-empty: the client authenticated
+  std::optional<IpAddress> server_address;  // the address the client reached
+  int server_port = 0;
+  std::string protocol;  // "SMTP", "ESMTP"
+  int64_t size = 0;      // declared or actual message size
+  int64_t recipient_count = 0;
+
+  // Authentication results, filled by the auth checks (SPF/DKIM issue). Sender entries of the
+  // allow list match only when one of these vouches for the sender's domain.
+  std::string spf_pass_domain;
+  std::vector<std::string> dkim_valid_domains;
+
+  bool authenticated() const { return !sasl_username.empty(); }
+};
+
+// "user@Example.ORG" -> "example.org"; "" when there is no '@'.
+std::string domain_of(std::string_view address);
+std::string to_lower(std::string_view s);
+
+}  // namespace spamward

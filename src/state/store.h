@@ -1,0 +1,71 @@
+// Store: the durable key-value state under greylisting, reputation, admin lists and Bayes.
+//
+// Contract (every backend):
+// - Data lives in named tables ("allow", "deny", "greylist", ...); keys and values are bytes.
+// - Writes go to one writer that commits them in batches. A write is *committed* once its
+//   batch's transaction commits; after that it survives kill -9 at any moment. flush()
+//   blocks until everything queued so far is committed.
+// - Reads see committed data and, in the same process, the writes still queued (read your
+//   own writes), so a read-modify-write on the event loop never sees stale data.
+// - An entry may carry an expiry time (Clock time). From then on it is invisible to get()
+//   and scan(), and a periodic sweep deletes it.
+// - Errors (disk full, corrupt file) throw StoreError; callers fail open.
+// - The store records its format version; opening a store of another version migrates it
+//   or throws StoreError with a message that says what to do.
+// - Thread-safe: any thread may call any method.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "core/clock.h"
+
+namespace spamward {
+
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual std::optional<std::string> get(std::string_view table, std::string_view key) = 0;
+  virtual void put(std::string_view table, std::string_view key, std::string_view value,
+                   std::optional<TimePoint> expires_at = std::nullopt) = 0;
+  virtual void erase(std::string_view table, std::string_view key) = 0;
+  virtual void flush() = 0;
+
+  // Visits live entries whose key starts with `prefix`, in key order, until `visit` returns
+  // false.
+  using Visitor = std::function<bool(std::string_view key, std::string_view value)>;
+  virtual void scan(std::string_view table, std::string_view prefix, const Visitor& visit) = 0;
+
+  // Number of live entries in a table (for metrics and `spamward ip`).
+  virtual int64_t count(std::string_view table) = 0;
+
+  // Deletes expired entries now; returns how many. Backends also run it periodically.
+  virtual int64_t sweep_expired() = 0;
+};
+
+struct LmdbOptions {
+  std::string path;                  // a directory; created if absent
+  int64_t map_size = int64_t{1} << 32;  // 4 GiB of address space, grown on demand
+  Duration batch_interval = Duration(5);  // how long the writer gathers writes
+  Duration sweep_interval = std::chrono::minutes(1);
+};
+
+// Throws StoreError.
+std::unique_ptr<Store> open_lmdb_store(const LmdbOptions& options, const Clock& clock);
+
+// In-memory store with the same semantics (no durability), for unit tests.
+std::unique_ptr<Store> make_memory_store(const Clock& clock);
+
+inline constexpr int kStoreFormatVersion = 1;
+
+}  // namespace spamward
