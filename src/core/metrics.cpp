@@ -42,6 +42,12 @@ const char* type_name(Metrics::Type t) {
 
 Metrics::Metrics() = default;
 
+Metrics::Family Metrics::gauge_family() {
+  Family f;
+  f.type = Type::gauge;
+  return f;
+}
+
 Metrics& Metrics::global() {
   static Metrics instance;
   return instance;
@@ -83,14 +89,14 @@ void Metrics::inc(std::string_view name, const Labels& labels, double by) {
 void Metrics::set(std::string_view name, const Labels& labels, double value) {
   std::lock_guard lock(mu_);
   auto it = families_.find(name);
-  if (it == families_.end()) it = families_.emplace(std::string(name), Family{Type::gauge}).first;
+  if (it == families_.end()) it = families_.emplace(std::string(name), gauge_family()).first;
   it->second.values[label_text(labels)] = value;
 }
 
 void Metrics::add(std::string_view name, const Labels& labels, double delta) {
   std::lock_guard lock(mu_);
   auto it = families_.find(name);
-  if (it == families_.end()) it = families_.emplace(std::string(name), Family{Type::gauge}).first;
+  if (it == families_.end()) it = families_.emplace(std::string(name), gauge_family()).first;
   it->second.values[label_text(labels)] += delta;
 }
 

@@ -54,6 +54,7 @@ class Metrics {
     std::map<std::string, Histogram> histograms;
   };
   static std::string label_text(const Labels& labels);
+  static Family gauge_family();
   mutable std::mutex mu_;
   std::map<std::string, Family, std::less<>> families_;
 };

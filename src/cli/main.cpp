@@ -1,0 +1,90 @@
+// spamward: one binary, subcommands (DESIGN §3.2). This file only parses the command line;
+// each command lives in its own cmd_*.cpp.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  using namespace spamward::cli;
+  CLI::App app{"spamward: an anti-spam policy, milter and spamd daemon for mail servers",
+               "spamward"};
+  app.set_version_flag("--version", std::string("spamward ") + SPAMWARD_VERSION);
+  app.require_subcommand(1);
+  app.allow_windows_style_options(false);
+
+  std::string config_path;
+  auto add_config = [&](CLI::App* sub) {
+    sub->add_option("-c,--config", config_path,
+                    "config file (default /etc/spamward/spamward.toml, else config/spamward.toml)");
+  };
+
+  auto* serve = app.add_subcommand("serve", "run the daemon in the foreground");
+  add_config(serve);
+
+  auto* config = app.add_subcommand("config", "configuration tools");
+  config->require_subcommand(1);
+  auto* config_check = config->add_subcommand("check", "validate a config file");
+  add_config(config_check);
+
+  CheckOptions check_options;
+  auto* check = app.add_subcommand("check", "score SMTP facts and/or messages; changes no state");
+  add_config(check);
+  check->add_option("--ip", check_options.ip, "client address");
+  check->add_option("--helo", check_options.helo, "HELO/EHLO name");
+  check->add_option("--hostname", check_options.hostname, "client host name (verified rDNS)");
+  check->add_option("--from", check_options.from, "envelope sender");
+  check->add_option("--rcpt", check_options.rcpt, "envelope recipient (repeatable)");
+  check->add_flag("--json", check_options.json, "one JSON object per message");
+  check->add_option("paths", check_options.paths, "message files, Maildirs, mboxes, or -");
+
+  std::string ip_address;
+  auto* ip = app.add_subcommand("ip", "what is known about an address or network");
+  add_config(ip);
+  ip->add_option("address", ip_address, "address or CIDR")->required();
+
+  std::string list_action, list_entry, list_comment;
+  std::string list_name;
+  for (const char* name : {"allow", "deny"}) {
+    auto* sub = app.add_subcommand(name, std::string("manage the admin ") + name + " list");
+    add_config(sub);
+    sub->add_option("action", list_action, "add | del | list")
+        ->required()
+        ->check(CLI::IsMember({"add", "del", "list"}));
+    sub->add_option("entry", list_entry, "address, CIDR, @domain or user@domain");
+    sub->add_option("--comment", list_comment, "why the entry exists (shown by list)");
+    sub->callback([&list_name, name] { list_name = name; });
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "spamward: " << e.what() << " (see spamward --help)\n";
+    return 2;
+  }
+
+  if (serve->parsed()) return cmd_serve(resolve_config_path(config_path));
+  if (config_check->parsed()) return cmd_config_check(resolve_config_path(config_path));
+  if (check->parsed()) {
+    check_options.config_path = resolve_config_path(config_path);
+    return cmd_check(check_options);
+  }
+  if (ip->parsed()) return cmd_ip(resolve_config_path(config_path), ip_address);
+  if (!list_name.empty()) {
+    if (list_action != "list" && list_entry.empty()) {
+      std::cerr << "spamward: " << list_name << " " << list_action << " needs an ENTRY\n";
+      return 2;
+    }
+    return cmd_list(resolve_config_path(config_path), list_name, list_action, list_entry,
+                    list_comment);
+  }
+  std::cerr << "spamward: no command (see spamward --help)\n";
+  return 2;
+}
