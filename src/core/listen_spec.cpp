@@ -1,4 +1,4 @@
-#include "server/listen_spec.h"
+#include "core/listen_spec.h"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
