@@ -23,6 +23,8 @@ struct Symbol {
   double score = 0.0;
   Family family = Family::rfc;
   std::string detail;
+  // REPUTATION_BANNED only: the ban is past `permanent_after` offences (5xx, not 4xx).
+  bool permanent = false;
 };
 
 // What the symbol reference documents about a known symbol.
