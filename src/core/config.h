@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/duration.h"
@@ -20,6 +21,8 @@ namespace spamward {
 
 struct ListenConfig {
   // "HOST:PORT", "[v6]:PORT" or "unix:/path"; empty: that server is off.
+  // A [listen] table in the file turns off every server it does not name; without a
+  // [listen] table these loopback defaults apply.
   std::string policy = "127.0.0.1:10040";
   std::string milter = "127.0.0.1:10041";
   std::string spamd = "127.0.0.1:10042";
@@ -84,7 +87,7 @@ struct ListConfig {  // [[dnsbl]] and [[dnswl]]
   double weight = 1.0;
   bool ipv6 = false;
   std::map<std::string, double> codes;  // exact return code -> score
-  std::vector<Prefix> blocked_codes;    // default 127.255.255.0/24
+  std::vector<Prefix> blocked_codes;    // default 127.255.255.0/24 (set by the loader)
 };
 
 struct GreylistConfig {
