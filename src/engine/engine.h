@@ -15,6 +15,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,9 +29,11 @@ namespace spamward {
 
 // What a transaction carries across stages (the milter evaluates at several stages; the
 // policy server may keep one per Postfix instance). Checks run once per transaction except
-// rcpt-stage checks, which run per recipient.
+// rcpt-stage checks, which run per recipient and once more for the message after RCPT (with
+// tx.recipient empty; tx.recipients holds them all).
 struct EvaluationState {
   std::map<std::string, std::vector<Symbol>, std::less<>> results;  // by check name
+  std::set<std::string, std::less<>> message_level;  // rcpt-stage checks re-run for the message
   std::vector<std::string> failed;        // checks that failed open so far
   bool failed_lowering = false;           // one of them could only have lowered the score
 };
@@ -72,7 +75,7 @@ class Engine {
  private:
   std::shared_ptr<const Config> config_;
   Env env_;
-  std::vector<std::unique_ptr<Check>> checks_;
+  std::vector<std::shared_ptr<Check>> checks_;  // shared: a check that missed the deadline may outlive a reload
 };
 
 }  // namespace spamward

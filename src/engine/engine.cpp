@@ -1,0 +1,176 @@
+#include "engine/engine.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <spdlog/spdlog.h>
+
+#include "engine/decision_log.h"
+
+namespace spamward {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Shared between evaluate() and the check coroutines it spawns. A check that misses the
+// deadline runs on until its own timeouts end it (every DNS query has one); it holds this
+// (and its Check and Transaction) by shared_ptr, so nothing it touches dies under it, and
+// its late result is simply dropped. (Per-task cancellation signals were tried: a signal
+// must outlive the spawned thread's slot, which Asio 1.81 clears after the frame is gone.)
+struct StageRun {
+  explicit StageRun(asio::any_io_executor ex, size_t n) : timer(ex), results(n), errors(n) {}
+  asio::steady_timer timer;
+  size_t pending = 0;
+  std::vector<std::optional<std::vector<Symbol>>> results;
+  std::vector<std::string> errors;  // non-empty: the check threw
+};
+
+void describe_metrics(Metrics& m) {
+  m.describe("spamward_decisions_total", Metrics::Type::counter,
+             "Decisions by action (the decided action, also in dry-run mode)");
+  m.describe("spamward_symbol_hits_total", Metrics::Type::counter, "Symbols emitted, by name");
+  m.describe("spamward_stage_seconds", Metrics::Type::histogram, "Time to evaluate one stage");
+  m.describe("spamward_check_seconds", Metrics::Type::histogram, "Time one check took");
+  m.describe("spamward_failopen_total", Metrics::Type::counter,
+             "Checks that threw or missed the stage deadline and added nothing");
+}
+
+asio::awaitable<void> run_check(std::shared_ptr<Check> check, std::shared_ptr<const Transaction> tx,
+                                std::shared_ptr<StageRun> run, size_t index, Metrics* metrics) {
+  auto started = std::chrono::steady_clock::now();
+  try {
+    auto pending_run = check->run(*tx);  // named first: GCC PR 100611
+    auto symbols = co_await std::move(pending_run);
+    run->results[index] = std::move(symbols);
+  } catch (const std::exception& e) {
+    run->errors[index] = e.what();
+  } catch (...) {
+    run->errors[index] = "unknown exception";
+  }
+  if (metrics) {
+    std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+    metrics->observe("spamward_check_seconds", {{"check", std::string(check->name())}}, took.count());
+  }
+  if (--run->pending == 0) run->timer.cancel();
+}
+
+}  // namespace
+
+Engine::Engine(std::shared_ptr<const Config> config, Env env, std::vector<std::unique_ptr<Check>> checks)
+    : config_(std::move(config)), env_(env) {
+  for (auto& c : checks) checks_.push_back(std::shared_ptr<Check>(std::move(c)));
+  if (env_.metrics) describe_metrics(*env_.metrics);
+}
+
+Engine::~Engine() = default;
+
+asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx) {
+  EvaluationState state;
+  auto evaluation = evaluate(tx, state);  // named first: GCC PR 100611
+  auto verdict = co_await std::move(evaluation);
+  co_return verdict;
+}
+
+asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState& state) {
+  const Config& config = *config_;
+  auto started = std::chrono::steady_clock::now();
+  DecisionFacts facts;
+
+  bool trusted = false;
+  if (tx.client_address) {
+    for (const auto& p : config.network.trusted) {
+      if (p.contains(*tx.client_address)) {
+        trusted = true;
+        break;
+      }
+    }
+  }
+
+  std::vector<Symbol> symbols;
+  if (trusted) {
+    facts.trusted = true;
+  } else {
+    // Which checks are due: once per transaction, except rcpt-stage checks, which run for
+    // every recipient and then once more for the whole message (no current recipient), so
+    // that the last recipient's answer is not taken for the message's.
+    std::vector<size_t> due;
+    for (size_t i = 0; i < checks_.size(); ++i) {
+      const Check& c = *checks_[i];
+      if (c.stage() > tx.stage) continue;
+      bool again = false;
+      if (c.stage() == Stage::rcpt && tx.stage == Stage::rcpt) again = true;
+      if (c.stage() == Stage::rcpt && tx.stage > Stage::rcpt && !state.message_level.contains(c.name())) {
+        again = true;
+        state.message_level.emplace(c.name());
+      }
+      if (again || !state.results.contains(c.name())) due.push_back(i);
+    }
+
+    if (!due.empty()) {
+      auto ex = co_await asio::this_coro::executor;
+      auto run = std::make_shared<StageRun>(ex, due.size());
+      auto shared_tx = std::make_shared<const Transaction>(tx);
+      run->pending = due.size();
+      for (size_t k = 0; k < due.size(); ++k) {
+        auto task = run_check(checks_[due[k]], shared_tx, run, k, env_.metrics);
+        asio::co_spawn(ex, std::move(task), asio::detached);
+      }
+      if (run->pending > 0) {
+        run->timer.expires_after(config.engine.stage_deadline);
+        boost::system::error_code ec;
+        auto wait = run->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await std::move(wait);
+      }
+      for (size_t k = 0; k < due.size(); ++k) {
+        const Check& c = *checks_[due[k]];
+        std::string name(c.name());
+        if (run->results[k]) {
+          state.results[name] = std::move(*run->results[k]);
+          continue;
+        }
+        // Failed open: adds nothing (DESIGN §1). A later stage may try it again.
+        std::string why = run->errors[k].empty() ? "missed the stage deadline" : "failed: " + run->errors[k];
+        spdlog::warn("check {} {} (id={}); failing open", name, why, tx.id);
+        if (env_.metrics) env_.metrics->inc("spamward_failopen_total", {{"check", name}});
+        state.failed.push_back(name);
+        if (c.can_only_lower()) state.failed_lowering = true;
+        state.results.erase(name);
+      }
+    }
+
+    // Gather: every check's latest symbols.
+    for (const auto& c : checks_) {
+      auto it = state.results.find(c->name());
+      if (it == state.results.end()) continue;
+      symbols.insert(symbols.end(), it->second.begin(), it->second.end());
+    }
+    apply_score_overrides(config, symbols);
+
+    if (!tx.recipient.empty() && matches_exempt(config.exempt.recipients, tx.recipient)) facts.exempt = true;
+    if (tx.stage > Stage::rcpt) {
+      for (const auto& r : tx.recipients) {
+        if (matches_exempt(config.exempt.recipients, r)) facts.exempt = true;
+      }
+    }
+    facts.failed_lowering = state.failed_lowering;
+    facts.failed_checks = state.failed;
+  }
+
+  Verdict verdict = decide(config, std::move(symbols), facts);
+
+  if (Metrics* m = env_.metrics) {
+    std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+    m->observe("spamward_stage_seconds", {{"stage", std::string(to_string(tx.stage))}}, took.count());
+    m->inc("spamward_decisions_total", {{"action", std::string(to_string(verdict.action))}});
+    for (const auto& s : verdict.symbols) m->inc("spamward_symbol_hits_total", {{"symbol", s.name}});
+  }
+  log_decision(tx, verdict, config.log.format == "json");
+  co_return verdict;
+}
+
+}  // namespace spamward
