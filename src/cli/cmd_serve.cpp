@@ -1,0 +1,169 @@
+// `spamward serve`: the daemon. One single-threaded Asio loop runs every server; the store's
+// writer is its own thread. SIGHUP reloads the config (a bad file is refused and the old one
+// stays); SIGTERM/SIGINT stop accepting, let requests in progress finish, flush the store.
+#include <sys/resource.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <spdlog/spdlog.h>
+
+#include "checks/registry.h"
+#include "cli/commands.h"
+#include "core/config.h"
+#include "core/listen_spec.h"
+#include "core/log.h"
+#include "engine/engine.h"
+#include "server/http_server.h"
+#include "server/policy_server.h"
+#include "state/store.h"
+
+namespace spamward::cli {
+
+namespace {
+
+// 1,000+ concurrent MTA connections need more descriptors than the usual soft limit of 1024.
+void raise_file_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+std::string read_token(const std::string& path) {
+  if (path.empty()) return "";
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read [http] admin_token_file " + path);
+  std::string token;
+  std::getline(in, token);
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  if (token.size() < 16) throw std::runtime_error("admin token in " + path + " is shorter than 16 characters");
+  return token;
+}
+
+ListenSpec must_parse(const std::string& text) {
+  // The config loader validated it already.
+  return *ListenSpec::parse(text);
+}
+
+}  // namespace
+
+int cmd_serve(const std::string& config_path) {
+  std::shared_ptr<const Config> config;
+  try {
+    config = std::make_shared<const Config>(load_config(config_path));
+  } catch (const ConfigError& e) {
+    std::cerr << "spamward: config error: " << e.what() << "\n";
+    return 2;
+  }
+
+  try {
+    setup_logging(config->log);
+  } catch (const std::exception& e) {
+    std::cerr << "spamward: " << e.what() << "\n";
+    return 1;
+  }
+  raise_file_limit();
+
+  SystemClock clock;
+  std::unique_ptr<Store> store;
+  try {
+    if (config->store.backend != "lmdb") {
+      throw StoreError("store backend '" + config->store.backend + "' is not available in this build; use \"lmdb\"");
+    }
+    LmdbOptions options;
+    options.path = config->store.path;
+    store = open_lmdb_store(options, clock);
+  } catch (const StoreError& e) {
+    spdlog::critical("cannot open the store: {}", e.what());
+    return 1;
+  }
+
+  Metrics& metrics = Metrics::global();
+  Env env{&clock, nullptr, store.get(), &metrics};
+  auto engine = std::make_shared<Engine>(config, env, make_checks(*config, env));
+  EngineSource engine_source = [&engine] { return engine; };
+
+  boost::asio::io_context io(1);
+  std::unique_ptr<PolicyServer> policy;
+  std::unique_ptr<HttpServer> http;
+  try {
+    if (!config->listen.policy.empty()) {
+      PolicyLimits limits;
+      limits.max_connections = config->limits.max_connections;
+      policy = std::make_unique<PolicyServer>(io.get_executor(), engine_source, limits, metrics);
+      policy->listen(must_parse(config->listen.policy));
+      policy->start();
+      spdlog::info("policy server listening on {}", config->listen.policy);
+    }
+    if (!config->listen.http.empty()) {
+      http = std::make_unique<HttpServer>(io.get_executor(), metrics);
+      http->set_admin_token(read_token(config->http.admin_token_file));
+      http->listen(must_parse(config->listen.http));
+      http->start();
+      spdlog::info("http server listening on {}", config->listen.http);
+    }
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  for (const auto& [key, value] : {std::pair{"milter", config->listen.milter}, std::pair{"spamd", config->listen.spamd}}) {
+    if (!value.empty()) spdlog::warn("[listen] {} = \"{}\": this build has no {} server yet; not listening", key, value, key);
+  }
+
+  boost::asio::signal_set reload_signals(io, SIGHUP);
+  boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+  std::function<void()> wait_reload = [&] {
+    reload_signals.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      try {
+        auto fresh = std::make_shared<const Config>(load_config(config_path));
+        if (fresh->listen.policy != config->listen.policy || fresh->listen.http != config->listen.http ||
+            fresh->store.path != config->store.path || fresh->store.backend != config->store.backend) {
+          spdlog::warn("config reload: [listen] and [store] changes take effect only after a restart");
+        }
+        reopen_log();
+        config = fresh;
+        engine = std::make_shared<Engine>(config, env, make_checks(*config, env));
+        spdlog::info("config reloaded from {}", config_path);
+      } catch (const ConfigError& e) {
+        spdlog::error("config reload refused, the old config stays in force: {}", e.what());
+      } catch (const std::exception& e) {
+        spdlog::error("config reload failed, the old config stays in force: {}", e.what());
+      }
+      wait_reload();
+    });
+  };
+  wait_reload();
+  boost::asio::steady_timer drain_deadline(io);
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    spdlog::info("signal {}: stopping", signo);
+    reload_signals.cancel();
+    if (policy) policy->stop();
+    if (http) http->stop();
+    // Requests in progress get a few seconds to finish; then the loop stops regardless.
+    drain_deadline.expires_after(std::chrono::seconds(5));
+    drain_deadline.async_wait([&](const boost::system::error_code& wait_ec) {
+      if (!wait_ec) io.stop();
+    });
+  });
+
+  spdlog::info("spamward {} serving (config {})", SPAMWARD_VERSION, config_path);
+  try {
+    io.run();
+  } catch (const std::exception& e) {
+    spdlog::critical("event loop failed: {}", e.what());
+    store->flush();
+    return 1;
+  }
+  store->flush();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace spamward::cli
