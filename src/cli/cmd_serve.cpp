@@ -140,17 +140,28 @@ int cmd_serve(const std::string& config_path) {
   };
   wait_reload();
   boost::asio::steady_timer drain_deadline(io);
+  std::function<void()> drain_poll;
+  std::chrono::steady_clock::time_point give_up;
   stop_signals.async_wait([&](const boost::system::error_code& ec, int signo) {
     if (ec) return;
     spdlog::info("signal {}: stopping", signo);
     reload_signals.cancel();
     if (policy) policy->stop();
     if (http) http->stop();
-    // Requests in progress get a few seconds to finish; then the loop stops regardless.
-    drain_deadline.expires_after(std::chrono::seconds(5));
-    drain_deadline.async_wait([&](const boost::system::error_code& wait_ec) {
-      if (!wait_ec) io.stop();
-    });
+    // Requests in progress get up to 5 s to finish; the loop stops as soon as the policy
+    // connections are gone (HTTP requests are short and need no drain).
+    give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    drain_poll = [&] {
+      if ((!policy || policy->open_connections() == 0) || std::chrono::steady_clock::now() >= give_up) {
+        io.stop();
+        return;
+      }
+      drain_deadline.expires_after(std::chrono::milliseconds(20));
+      drain_deadline.async_wait([&](const boost::system::error_code& wait_ec) {
+        if (!wait_ec) drain_poll();
+      });
+    };
+    drain_poll();
   });
 
   spdlog::info("spamward {} serving (config {})", SPAMWARD_VERSION, config_path);
