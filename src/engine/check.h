@@ -27,6 +27,12 @@ class Check {
   virtual Family family() const = 0;
   virtual bool can_only_lower() const { return false; }
   virtual boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) = 0;
+
+  // Facts this check learned that later checks may use (SPF's pass domain, DKIM's valid
+  // domains), written into the Engine's working copy of the transaction after run() succeeds.
+  // Checks of later stages (and of later evaluations of the same transaction) see them;
+  // checks of the same stage run concurrently and do not.
+  virtual void publish(const std::vector<Symbol>& emitted, Transaction& tx) const {}
 };
 
 }  // namespace spamward

@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <chrono>
 #include <spdlog/spdlog.h>
 
@@ -110,26 +111,47 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
       }
       if (again || !state.results.contains(c.name())) due.push_back(i);
     }
+    std::stable_sort(due.begin(), due.end(),
+                     [&](size_t a, size_t b) { return checks_[a]->stage() < checks_[b]->stage(); });
 
-    if (!due.empty()) {
+    // The working copy the checks see: the MTA's facts plus what earlier checks published
+    // (SPF's pass domain, DKIM's valid domains).
+    auto working = std::make_shared<Transaction>(tx);
+    if (working->spf_pass_domain.empty()) working->spf_pass_domain = state.spf_pass_domain;
+    if (working->dkim_valid_domains.empty()) working->dkim_valid_domains = state.dkim_valid_domains;
+
+    // Due checks run in groups by their stage, in stage order, so a check sees the facts of
+    // earlier stages even when one request covers several (a policy request at RCPT); each
+    // group runs concurrently, and all of them share the one deadline.
+    auto deadline = std::chrono::steady_clock::now() + config.engine.stage_deadline;
+    size_t next = 0;
+    while (next < due.size()) {
+      Stage group_stage = checks_[due[next]]->stage();
+      std::vector<size_t> group;
+      for (size_t i : due) {
+        if (checks_[i]->stage() == group_stage) group.push_back(i);
+      }
+      next += group.size();
+
       auto ex = co_await asio::this_coro::executor;
-      auto run = std::make_shared<StageRun>(ex, due.size());
-      auto shared_tx = std::make_shared<const Transaction>(tx);
-      run->pending = due.size();
-      for (size_t k = 0; k < due.size(); ++k) {
-        auto task = run_check(checks_[due[k]], shared_tx, run, k, env_.metrics);
+      auto run = std::make_shared<StageRun>(ex, group.size());
+      std::shared_ptr<const Transaction> snapshot = std::make_shared<const Transaction>(*working);
+      run->pending = group.size();
+      for (size_t k = 0; k < group.size(); ++k) {
+        auto task = run_check(checks_[group[k]], snapshot, run, k, env_.metrics);
         asio::co_spawn(ex, std::move(task), asio::detached);
       }
       if (run->pending > 0) {
-        run->timer.expires_after(config.engine.stage_deadline);
+        run->timer.expires_at(deadline);
         boost::system::error_code ec;
         auto wait = run->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         co_await std::move(wait);
       }
-      for (size_t k = 0; k < due.size(); ++k) {
-        const Check& c = *checks_[due[k]];
+      for (size_t k = 0; k < group.size(); ++k) {
+        const Check& c = *checks_[group[k]];
         std::string name(c.name());
         if (run->results[k]) {
+          c.publish(*run->results[k], *working);
           state.results[name] = std::move(*run->results[k]);
           continue;
         }
@@ -142,6 +164,8 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
         state.results.erase(name);
       }
     }
+    state.spf_pass_domain = working->spf_pass_domain;
+    state.dkim_valid_domains = working->dkim_valid_domains;
 
     // Gather: every check's latest symbols.
     for (const auto& c : checks_) {

@@ -34,6 +34,9 @@ namespace spamward {
 struct EvaluationState {
   std::map<std::string, std::vector<Symbol>, std::less<>> results;  // by check name
   std::set<std::string, std::less<>> message_level;  // rcpt-stage checks re-run for the message
+  // Facts published by checks for later ones (Check::publish), kept across stages.
+  std::string spf_pass_domain;
+  std::vector<std::string> dkim_valid_domains;
   std::vector<std::string> failed;        // checks that failed open so far
   bool failed_lowering = false;           // one of them could only have lowered the score
 };

@@ -397,3 +397,37 @@ TEST(Engine, ScoreOverridesApply) {
   EXPECT_DOUBLE_EQ(v.score, 8.0);
   EXPECT_EQ(v.action, Action::tag);
 }
+
+namespace {
+// Publishes an SPF pass for the sender's domain, as the SPF check does.
+class PublishingCheck : public ScriptedCheck {
+ public:
+  PublishingCheck() : ScriptedCheck("spf", Stage::mail, {sym("SPF_PASS", 0, Family::auth)}) {}
+  void publish(const std::vector<Symbol>&, Transaction& tx) const override { tx.spf_pass_domain = "example.net"; }
+};
+// Emits a symbol only when an earlier check published the SPF pass.
+class ReadingCheck : public Check {
+ public:
+  std::string_view name() const override { return "reader"; }
+  Stage stage() const override { return Stage::rcpt; }
+  Family family() const override { return Family::admin; }
+  asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) override {
+    std::vector<Symbol> out;
+    if (tx.spf_pass_domain == "example.net") out.push_back(sym("SAW_SPF", 1, Family::auth));
+    co_return out;
+  }
+};
+}  // namespace
+
+TEST(Engine, LaterStagesSeePublishedFactsInOneEvaluation) {
+  Harness h;
+  h.checks.push_back(std::make_unique<ReadingCheck>());  // registered first on purpose
+  h.checks.push_back(std::make_unique<PublishingCheck>());
+  auto engine = h.engine();
+  EvaluationState state;
+  auto v = evaluate(*engine, rcpt_tx(), &state);
+  bool saw = false;
+  for (const auto& s : v.symbols) saw |= s.name == "SAW_SPF";
+  EXPECT_TRUE(saw);
+  EXPECT_EQ(state.spf_pass_domain, "example.net");
+}
