@@ -6,7 +6,7 @@ ASAN_DIR ?= build-asan
 CONFIG ?= config/spamward.toml
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build asan run test test-unit test-integration bench fuzz format clean
+.PHONY: all deps build asan fuzz run test test-unit test-integration bench format clean
 
 all: build
 
@@ -21,15 +21,22 @@ asan: deps
 	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSPAMWARD_SANITIZE=ON -DSPAMWARD_UNIT_ONLY=ON >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS) --target unit_tests
 
+# libFuzzer targets with clang (the second compiler); `make test` runs a short smoke pass.
+FUZZ_DIR ?= build-fuzz
+fuzz: deps
+	@cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPAMWARD_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS)
+
 run: build
 	@mkdir -p var
 	./$(BUILD_DIR)/spamward serve -c $(CONFIG)
 
-# The whole suite: unit tests, integration tests against real servers, and the unit tests
-# again under ASan+UBSan.
-test: build asan
+# The whole suite: unit tests, integration tests against real servers, the unit tests
+# again under ASan+UBSan, and a smoke pass of every fuzz target.
+test: build asan fuzz
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 	ctest --test-dir $(ASAN_DIR) --output-on-failure
+	ctest --test-dir $(FUZZ_DIR) --output-on-failure
 
 test-unit: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) -L unit

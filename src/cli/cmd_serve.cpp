@@ -102,6 +102,9 @@ int cmd_serve(const std::string& config_path) {
     }
     if (!config->listen.http.empty()) {
       http = std::make_unique<HttpServer>(io.get_executor(), metrics);
+      HttpServer::Limits http_limits;
+      http_limits.max_connections = static_cast<size_t>(config->limits.max_connections);
+      http->set_limits(http_limits);
       http->set_admin_token(read_token(config->http.admin_token_file));
       http->listen(must_parse(config->listen.http));
       http->start();
@@ -120,13 +123,22 @@ int cmd_serve(const std::string& config_path) {
   std::function<void()> wait_reload = [&] {
     reload_signals.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
+      // Reopen the log first and on its own: logrotate sends SIGHUP too, and a bad config
+      // must not keep writing to a rotated-away file.
+      try {
+        reopen_log();
+      } catch (const std::exception& e) {
+        spdlog::error("cannot reopen the log: {}", e.what());
+      }
       try {
         auto fresh = std::make_shared<const Config>(load_config(config_path));
         if (fresh->listen.policy != config->listen.policy || fresh->listen.http != config->listen.http ||
             fresh->store.path != config->store.path || fresh->store.backend != config->store.backend) {
           spdlog::warn("config reload: [listen] and [store] changes take effect only after a restart");
         }
-        reopen_log();
+        if (fresh->log.format != config->log.format || fresh->log.file != config->log.file) {
+          setup_logging(fresh->log);
+        }
         config = fresh;
         engine = std::make_shared<Engine>(config, env, make_checks(*config, env));
         spdlog::info("config reloaded from {}", config_path);

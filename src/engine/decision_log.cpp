@@ -1,8 +1,8 @@
 #include "engine/decision_log.h"
 
+#include <spdlog/spdlog.h>
 #include <cmath>
 #include <cstdint>
-#include <spdlog/spdlog.h>
 #include <string_view>
 #include <vector>
 
@@ -134,7 +134,9 @@ std::string json_string(std::string_view raw) {
   return out;
 }
 
-double round2(double v) { return std::round(v * 100.0) / 100.0; }
+double round2(double v) {
+  return std::round(v * 100.0) / 100.0;
+}
 
 const std::string& transaction_id(const Transaction& tx) {
   if (!tx.id.empty()) return tx.id;
@@ -166,8 +168,8 @@ std::string format_decision_text(const Transaction& tx, const Verdict& v) {
   if (!tx.client_name.empty()) line += " client_name=" + text_value(tx.client_name);
   line += " helo=" + text_value(tx.helo);
   line += " from=" + text_address(tx.sender);
-  line += " rcpt=" + text_list(recipient_list(tx), [](std::string& out, const std::string& r,
-                                                      bool& quote) {
+  line += " rcpt=" +
+          text_list(recipient_list(tx), [](std::string& out, const std::string& r, bool& quote) {
             out += '<';
             escape_into(out, r, quote, "<>");
             out += '>';
@@ -195,8 +197,8 @@ nlohmann::json decision_json(const Transaction& tx, const Verdict& v) {
   nlohmann::json j;
   j["event"] = "decision";
   j["id"] = json_string(transaction_id(tx));
-  j["client"] = tx.client_address ? nlohmann::json(tx.client_address->to_string())
-                                  : nlohmann::json(nullptr);
+  j["client"] =
+      tx.client_address ? nlohmann::json(tx.client_address->to_string()) : nlohmann::json(nullptr);
   j["client_name"] = json_string(tx.client_name);
   j["helo"] = json_string(tx.helo);
   j["from"] = json_string(tx.sender);
@@ -230,9 +232,9 @@ nlohmann::json decision_json(const Transaction& tx, const Verdict& v) {
 void log_decision(const Transaction& tx, const Verdict& v, bool json) {
   // A log line must never break a decision: swallow anything (allocation failure included).
   try {
-    std::string line = json ? decision_json(tx, v).dump(-1, ' ', false,
-                                                        nlohmann::json::error_handler_t::replace)
-                            : format_decision_text(tx, v);
+    std::string line =
+        json ? decision_json(tx, v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+             : format_decision_text(tx, v);
     decision_logger().log(spdlog::level::info, std::string_view(line));
   } catch (...) {
   }
