@@ -42,14 +42,18 @@ class AdminListCheck final : public Check {
   Family family() const override { return Family::admin; }
   bool can_only_lower() const override { return kind_ == ListKind::allow; }
 
-  boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) override {
+  // The lists are an in-memory snapshot: always answered synchronously.
+  std::optional<std::vector<Symbol>> run_now(const Transaction& tx) override {
     std::vector<Symbol> out;
     if (auto entry = lookup(tx)) {
       Symbol s = symbol_;
       s.detail = std::move(*entry);
       out.push_back(std::move(s));
     }
-    co_return out;
+    return out;
+  }
+  boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) override {
+    co_return *run_now(tx);
   }
 
  private:

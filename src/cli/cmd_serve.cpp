@@ -68,6 +68,10 @@ int cmd_serve(const std::string& config_path) {
     return 1;
   }
   raise_file_limit();
+  set_log_buffering(true);
+  struct StopBuffering {
+    ~StopBuffering() { set_log_buffering(false); }
+  } stop_buffering;  // every return path writes the last lines
 
   SystemClock clock;
   std::unique_ptr<Store> store;

@@ -11,7 +11,9 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -132,18 +134,36 @@ class JsonFormatter final : public spdlog::formatter {
 class OutputSink final : public spdlog::sinks::sink {
  public:
   OutputSink() : formatter_(text_formatter()), output_(std::make_shared<Output>()) {}
+  ~OutputSink() override { set_buffered(false); }
 
   void log(const spdlog::details::log_msg& msg) override {
-    spdlog::memory_buf_t buf;
+    bool write_now;
+    {
+      std::lock_guard lock(mu_);
+      spdlog::memory_buf_t buf;
+      formatter_->format(msg, buf);
+      pending_.append(buf.data(), buf.size());
+      // Warnings and errors go out at once (with everything before them, in order).
+      write_now = !buffered_ || msg.level >= spdlog::level::warn || pending_.size() >= kMaxPending;
+      if (!write_now && !waiting_) {
+        waiting_ = true;
+        cv_.notify_one();
+      }
+    }
+    if (write_now) flush();
+  }
+  void flush() override {
+    std::lock_guard order(write_mu_);  // keeps batches in order across threads
+    std::string batch;
     std::shared_ptr<Output> out;
     {
       std::lock_guard lock(mu_);
-      formatter_->format(msg, buf);
+      batch.swap(pending_);
+      waiting_ = false;
       out = output_;
     }
-    out->write(std::string_view(buf.data(), buf.size()));
+    if (!batch.empty()) out->write(batch);
   }
-  void flush() override {}  // unbuffered
   void set_pattern(const std::string& pattern) override {
     set_formatter(std::make_unique<spdlog::pattern_formatter>(pattern));
   }
@@ -153,6 +173,7 @@ class OutputSink final : public spdlog::sinks::sink {
   }
 
   void set_output(std::shared_ptr<Output> output) {
+    flush();
     std::lock_guard lock(mu_);
     output_ = std::move(output);
   }
@@ -161,14 +182,59 @@ class OutputSink final : public spdlog::sinks::sink {
     return output_;
   }
 
+  // Buffered: info lines are gathered and written together at most kMaxDelay after the first
+  // (by a flusher thread), or sooner when kMaxPending bytes wait; one write(2) per batch
+  // instead of one per decision. Off: every line is written at once.
+  void set_buffered(bool on) {
+    if (on) {
+      std::lock_guard lock(mu_);
+      if (buffered_) return;
+      buffered_ = true;
+      stop_ = false;
+      flusher_ = std::thread([this] { run_flusher(); });
+      return;
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (!buffered_) return;
+      buffered_ = false;
+      stop_ = true;
+      cv_.notify_one();
+    }
+    if (flusher_.joinable()) flusher_.join();
+    flush();
+  }
+
   static std::unique_ptr<spdlog::formatter> text_formatter() {
     return std::make_unique<spdlog::pattern_formatter>(kTextPattern);
   }
 
  private:
+  static constexpr size_t kMaxPending = 32 * 1024;
+  static constexpr auto kMaxDelay = std::chrono::milliseconds(50);
+
+  void run_flusher() {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      cv_.wait(lock, [this] { return stop_ || waiting_; });
+      if (stop_) break;
+      cv_.wait_for(lock, kMaxDelay, [this] { return stop_; });
+      lock.unlock();
+      flush();
+      lock.lock();
+    }
+  }
+
   mutable std::mutex mu_;
+  std::mutex write_mu_;
   std::unique_ptr<spdlog::formatter> formatter_;
   std::shared_ptr<Output> output_;
+  std::string pending_;
+  bool buffered_ = false;
+  bool waiting_ = false;  // lines are pending and the flusher was told
+  bool stop_ = false;
+  std::condition_variable cv_;
+  std::thread flusher_;
 };
 
 struct LogState {
@@ -221,6 +287,14 @@ void reopen_log() {
   auto& st = state();
   std::lock_guard lock(st.setup_mu);
   st.sink->output()->reopen();
+}
+
+void set_log_buffering(bool on) {
+  state().sink->set_buffered(on);
+}
+
+void flush_log() {
+  state().sink->flush();
 }
 
 spdlog::logger& decision_logger() {

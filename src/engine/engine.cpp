@@ -116,9 +116,9 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
 
     // The working copy the checks see: the MTA's facts plus what earlier checks published
     // (SPF's pass domain, DKIM's valid domains).
-    auto working = std::make_shared<Transaction>(tx);
-    if (working->spf_pass_domain.empty()) working->spf_pass_domain = state.spf_pass_domain;
-    if (working->dkim_valid_domains.empty()) working->dkim_valid_domains = state.dkim_valid_domains;
+    Transaction working = tx;
+    if (working.spf_pass_domain.empty()) working.spf_pass_domain = state.spf_pass_domain;
+    if (working.dkim_valid_domains.empty()) working.dkim_valid_domains = state.dkim_valid_domains;
 
     // Due checks run in groups by their stage, in stage order, so a check sees the facts of
     // earlier stages even when one request covers several (a policy request at RCPT); each
@@ -133,30 +133,58 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
       }
       next += group.size();
 
-      auto ex = co_await asio::this_coro::executor;
-      auto run = std::make_shared<StageRun>(ex, group.size());
-      std::shared_ptr<const Transaction> snapshot = std::make_shared<const Transaction>(*working);
-      run->pending = group.size();
+      // Synchronous answers first; only checks that must wait get a coroutine, and only
+      // then is there a timer to arm.
+      std::vector<std::optional<std::vector<Symbol>>> results(group.size());
+      std::vector<std::string> errors(group.size());
+      std::vector<size_t> waiting;
       for (size_t k = 0; k < group.size(); ++k) {
-        auto task = run_check(checks_[group[k]], snapshot, run, k, env_.metrics);
-        asio::co_spawn(ex, std::move(task), asio::detached);
+        Check& c = *checks_[group[k]];
+        auto check_started = std::chrono::steady_clock::now();
+        try {
+          results[k] = c.run_now(working);
+        } catch (const std::exception& e) {
+          errors[k] = e.what();
+        } catch (...) {
+          errors[k] = "unknown exception";
+        }
+        if (!results[k] && errors[k].empty()) {
+          waiting.push_back(k);
+        } else if (env_.metrics) {
+          std::chrono::duration<double> took = std::chrono::steady_clock::now() - check_started;
+          env_.metrics->observe("spamward_check_seconds", {{"check", std::string(c.name())}}, took.count());
+        }
       }
-      if (run->pending > 0) {
-        run->timer.expires_at(deadline);
-        boost::system::error_code ec;
-        auto wait = run->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        co_await std::move(wait);
+      if (!waiting.empty()) {
+        auto ex = co_await asio::this_coro::executor;
+        auto run = std::make_shared<StageRun>(ex, waiting.size());
+        std::shared_ptr<const Transaction> snapshot = std::make_shared<const Transaction>(working);
+        run->pending = waiting.size();
+        for (size_t w = 0; w < waiting.size(); ++w) {
+          auto task = run_check(checks_[group[waiting[w]]], snapshot, run, w, env_.metrics);
+          asio::co_spawn(ex, std::move(task), asio::detached);
+        }
+        if (run->pending > 0) {
+          run->timer.expires_at(deadline);
+          boost::system::error_code ec;
+          auto wait = run->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          co_await std::move(wait);
+        }
+        for (size_t w = 0; w < waiting.size(); ++w) {
+          results[waiting[w]] = std::move(run->results[w]);
+          errors[waiting[w]] = std::move(run->errors[w]);
+        }
       }
       for (size_t k = 0; k < group.size(); ++k) {
         const Check& c = *checks_[group[k]];
         std::string name(c.name());
-        if (run->results[k]) {
-          c.publish(*run->results[k], *working);
-          state.results[name] = std::move(*run->results[k]);
+        if (results[k]) {
+          c.publish(*results[k], working);
+          state.results[name] = std::move(*results[k]);
           continue;
         }
         // Failed open: adds nothing (DESIGN §1). A later stage may try it again.
-        std::string why = run->errors[k].empty() ? "missed the stage deadline" : "failed: " + run->errors[k];
+        std::string why = errors[k].empty() ? "missed the stage deadline" : "failed: " + errors[k];
         spdlog::warn("check {} {} (id={}); failing open", name, why, tx.id);
         if (env_.metrics) env_.metrics->inc("spamward_failopen_total", {{"check", name}});
         state.failed.push_back(name);
@@ -164,8 +192,8 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
         state.results.erase(name);
       }
     }
-    state.spf_pass_domain = working->spf_pass_domain;
-    state.dkim_valid_domains = working->dkim_valid_domains;
+    state.spf_pass_domain = working.spf_pass_domain;
+    state.dkim_valid_domains = working.dkim_valid_domains;
 
     // Gather: every check's latest symbols.
     for (const auto& c : checks_) {
