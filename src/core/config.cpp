@@ -563,7 +563,12 @@ void Loader::scores(const toml::node& n, const std::string& path,
       int64_t line = static_cast<int64_t>(e.key->source().begin.line);
       fail(line ? line : line_of(*e.node), key, problem);
     }
-    out[name] = number(*e.node, key);
+    double value = number(*e.node, key);
+    // A timeout is not an answer (DESIGN §1): the temporary-error symbols only report it.
+    if (name.size() > 10 && name.compare(name.size() - 10, 10, "_TEMPERROR") == 0 && value != 0.0) {
+      fail(line_of(*e.node), key, "must stay 0: a temporary DNS error is not evidence");
+    }
+    out[name] = value;
   }
 }
 

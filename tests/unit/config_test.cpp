@@ -411,3 +411,14 @@ TEST(ConfigCheckCommand, GivenPathWins) {
   EXPECT_EQ(fallback == "/etc/spamward/spamward.toml",
             std::filesystem::exists("/etc/spamward/spamward.toml"));
 }
+
+TEST(ConfigScores, TemperrorOverrideMustStayZero) {
+  EXPECT_NO_THROW(parse_config("[scores]\nSPF_TEMPERROR = 0\n", "t.toml"));
+  try {
+    parse_config("[scores]\nSPF_FAIL = 3\nSPF_TEMPERROR = 1.5\n", "t.toml");
+    FAIL() << "a non-zero SPF_TEMPERROR was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.line(), 3);
+    EXPECT_EQ(e.key(), "scores.SPF_TEMPERROR");
+  }
+}
