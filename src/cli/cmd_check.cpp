@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "dns/cares_resolver.h"
 #include "engine/engine.h"
 #include "state/store.h"
 
@@ -87,14 +88,22 @@ int cmd_check(const CheckOptions& options) {
   // The verdict is this command's output; the daemon's decision log line would repeat it.
   decision_logger().set_level(spdlog::level::off);
   Metrics metrics;  // private: `check` reports nothing to the daemon's metrics
-  Env env{&clock, nullptr, store.get(), &metrics};
+  boost::asio::io_context io;  // before the resolver: it must outlive it
+  std::unique_ptr<Resolver> resolver;
+  try {
+    resolver = make_resolver(io.get_executor(), config->dns, clock, &metrics);
+  } catch (const std::exception& e) {
+    std::cerr << "spamward: check: " << e.what() << "\n";
+    return 1;
+  }
+  Env env{&clock, resolver.get(), store.get(), &metrics};
   Engine engine(config, env, make_checks(*config, env));
 
-  boost::asio::io_context io;
   Verdict verdict;
   auto body = [&]() -> boost::asio::awaitable<void> {
     auto evaluation = engine.evaluate(tx);  // named first: GCC PR 100611
     verdict = co_await std::move(evaluation);
+    io.stop();  // a check that missed the deadline must not hold the answer back
   };
   auto task = body();
   std::exception_ptr failure;

@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "core/listen_spec.h"
 #include "core/log.h"
+#include "dns/cares_resolver.h"
 #include "engine/engine.h"
 #include "server/http_server.h"
 #include "server/policy_server.h"
@@ -88,11 +89,18 @@ int cmd_serve(const std::string& config_path) {
   }
 
   Metrics& metrics = Metrics::global();
-  Env env{&clock, nullptr, store.get(), &metrics};
+  boost::asio::io_context io(1);  // before the resolver: it must outlive it
+  std::unique_ptr<Resolver> resolver;
+  try {
+    resolver = make_resolver(io.get_executor(), config->dns, clock, &metrics);
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot start the DNS resolver: {}", e.what());
+    return 1;
+  }
+  Env env{&clock, resolver.get(), store.get(), &metrics};
   auto engine = std::make_shared<Engine>(config, env, make_checks(*config, env));
   EngineSource engine_source = [&engine] { return engine; };
 
-  boost::asio::io_context io(1);
   std::unique_ptr<PolicyServer> policy;
   std::unique_ptr<HttpServer> http;
   try {
@@ -137,8 +145,9 @@ int cmd_serve(const std::string& config_path) {
       try {
         auto fresh = std::make_shared<const Config>(load_config(config_path));
         if (fresh->listen.policy != config->listen.policy || fresh->listen.http != config->listen.http ||
-            fresh->store.path != config->store.path || fresh->store.backend != config->store.backend) {
-          spdlog::warn("config reload: [listen] and [store] changes take effect only after a restart");
+            fresh->store.path != config->store.path || fresh->store.backend != config->store.backend ||
+            fresh->dns.servers != config->dns.servers || fresh->dns.timeout != config->dns.timeout) {
+          spdlog::warn("config reload: [listen], [store] and [dns] changes take effect only after a restart");
         }
         if (fresh->log.format != config->log.format || fresh->log.file != config->log.file) {
           setup_logging(fresh->log);
