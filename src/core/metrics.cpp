@@ -100,8 +100,18 @@ void Metrics::add(std::string_view name, const Labels& labels, double delta) {
   it->second.values[label_text(labels)] += delta;
 }
 
-void Metrics::observe(std::string_view name, const Labels& labels, double value) {
-  std::lock_guard lock(mu_);
+namespace {
+template <typename Histogram>
+void record(Histogram& h, const std::vector<double>& buckets, double value) {
+  if (h.counts.size() != buckets.size()) h.counts.assign(buckets.size(), 0);
+  auto pos = std::lower_bound(buckets.begin(), buckets.end(), value);
+  if (pos != buckets.end()) ++h.counts[pos - buckets.begin()];
+  ++h.count;
+  h.sum += value;
+}
+}  // namespace
+
+Metrics::Family& Metrics::histogram_family(std::string_view name) {
   auto it = families_.find(name);
   if (it == families_.end()) {
     Family f;
@@ -109,13 +119,45 @@ void Metrics::observe(std::string_view name, const Labels& labels, double value)
     f.buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
     it = families_.emplace(std::string(name), std::move(f)).first;
   }
-  auto& fam = it->second;
-  auto& h = fam.histograms[label_text(labels)];
-  if (h.counts.size() != fam.buckets.size()) h.counts.assign(fam.buckets.size(), 0);
-  auto pos = std::lower_bound(fam.buckets.begin(), fam.buckets.end(), value);
-  if (pos != fam.buckets.end()) ++h.counts[pos - fam.buckets.begin()];
-  ++h.count;
-  h.sum += value;
+  return it->second;
+}
+
+void Metrics::observe(std::string_view name, const Labels& labels, double value) {
+  std::lock_guard lock(mu_);
+  auto& fam = histogram_family(name);
+  record(fam.histograms[label_text(labels)], fam.buckets, value);
+}
+
+Metrics::CounterHandle Metrics::counter(std::string_view name, const Labels& labels) {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  if (it == families_.end()) it = families_.emplace(std::string(name), Family{}).first;
+  CounterHandle h;
+  h.owner_ = this;
+  h.value_ = &it->second.values[label_text(labels)];  // std::map nodes never move
+  return h;
+}
+
+Metrics::HistogramHandle Metrics::histogram(std::string_view name, const Labels& labels) {
+  std::lock_guard lock(mu_);
+  auto& fam = histogram_family(name);
+  HistogramHandle h;
+  h.owner_ = this;
+  h.buckets_ = &fam.buckets;
+  h.series_ = &fam.histograms[label_text(labels)];
+  return h;
+}
+
+void Metrics::CounterHandle::inc(double by) const {
+  if (!value_) return;
+  std::lock_guard lock(owner_->mu_);
+  *value_ += by;
+}
+
+void Metrics::HistogramHandle::observe(double value) const {
+  if (!series_) return;
+  std::lock_guard lock(owner_->mu_);
+  record(*static_cast<Family::Histogram*>(series_), *buckets_, value);
 }
 
 double Metrics::value(std::string_view name, const Labels& labels) const {

@@ -36,6 +36,34 @@ class Metrics {
 
   std::string render() const;
 
+  // Handles to one labelled series, resolved once (name and labels looked up at creation), so
+  // a hot path pays only an uncontended lock and an add. Valid as long as the Metrics lives.
+  class CounterHandle {
+   public:
+    CounterHandle() = default;
+    void inc(double by = 1.0) const;
+    explicit operator bool() const { return value_ != nullptr; }
+
+   private:
+    friend class Metrics;
+    Metrics* owner_ = nullptr;
+    double* value_ = nullptr;
+  };
+  class HistogramHandle {
+   public:
+    HistogramHandle() = default;
+    void observe(double value) const;
+    explicit operator bool() const { return series_ != nullptr; }
+
+   private:
+    friend class Metrics;
+    Metrics* owner_ = nullptr;
+    const std::vector<double>* buckets_ = nullptr;
+    void* series_ = nullptr;  // Family::Histogram
+  };
+  CounterHandle counter(std::string_view name, const Labels& labels = {});
+  HistogramHandle histogram(std::string_view name, const Labels& labels = {});
+
   // The process-wide registry the daemon uses.
   static Metrics& global();
 
@@ -54,6 +82,7 @@ class Metrics {
     std::map<std::string, Histogram> histograms;
   };
   static std::string label_text(const Labels& labels);
+  Family& histogram_family(std::string_view name);  // mu_ held
   static Family gauge_family();
   mutable std::mutex mu_;
   std::map<std::string, Family, std::less<>> families_;

@@ -42,7 +42,7 @@ void describe_metrics(Metrics& m) {
 }
 
 asio::awaitable<void> run_check(std::shared_ptr<Check> check, std::shared_ptr<const Transaction> tx,
-                                std::shared_ptr<StageRun> run, size_t index, Metrics* metrics) {
+                                std::shared_ptr<StageRun> run, size_t index, Metrics::HistogramHandle latency) {
   auto started = std::chrono::steady_clock::now();
   try {
     auto pending_run = check->run(*tx);  // named first: GCC PR 100611
@@ -53,10 +53,8 @@ asio::awaitable<void> run_check(std::shared_ptr<Check> check, std::shared_ptr<co
   } catch (...) {
     run->errors[index] = "unknown exception";
   }
-  if (metrics) {
-    std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-    metrics->observe("spamward_check_seconds", {{"check", std::string(check->name())}}, took.count());
-  }
+  std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+  latency.observe(took.count());
   if (--run->pending == 0) run->timer.cancel();
 }
 
@@ -65,7 +63,26 @@ asio::awaitable<void> run_check(std::shared_ptr<Check> check, std::shared_ptr<co
 Engine::Engine(std::shared_ptr<const Config> config, Env env, std::vector<std::unique_ptr<Check>> checks)
     : config_(std::move(config)), env_(env) {
   for (auto& c : checks) checks_.push_back(std::shared_ptr<Check>(std::move(c)));
-  if (env_.metrics) describe_metrics(*env_.metrics);
+  if (Metrics* m = env_.metrics) {
+    describe_metrics(*m);
+    // Series resolved once: the hot path must not build label strings per request.
+    for (const auto& c : checks_) {
+      std::string name(c->name());
+      check_latency_.push_back(m->histogram("spamward_check_seconds", {{"check", name}}));
+      check_failopen_.push_back(m->counter("spamward_failopen_total", {{"check", name}}));
+    }
+    for (Stage st : {Stage::connect, Stage::helo, Stage::mail, Stage::rcpt, Stage::data, Stage::eom}) {
+      stage_latency_.push_back(m->histogram("spamward_stage_seconds", {{"stage", std::string(to_string(st))}}));
+    }
+    for (Action a : {Action::accept, Action::tag, Action::greylist, Action::tempfail, Action::reject}) {
+      decisions_.push_back(m->counter("spamward_decisions_total", {{"action", std::string(to_string(a))}}));
+    }
+  } else {
+    check_latency_.resize(checks_.size());
+    check_failopen_.resize(checks_.size());
+    stage_latency_.resize(6);
+    decisions_.resize(5);
+  }
 }
 
 Engine::~Engine() = default;
@@ -116,9 +133,11 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
 
     // The working copy the checks see: the MTA's facts plus what earlier checks published
     // (SPF's pass domain, DKIM's valid domains).
-    Transaction working = tx;
-    if (working.spf_pass_domain.empty()) working.spf_pass_domain = state.spf_pass_domain;
-    if (working.dkim_valid_domains.empty()) working.dkim_valid_domains = state.dkim_valid_domains;
+    // Shared with the coroutines of async checks; copied before a publish only while a check
+    // that missed the deadline still reads it (copy on write).
+    auto working = std::make_shared<Transaction>(tx);
+    if (working->spf_pass_domain.empty()) working->spf_pass_domain = state.spf_pass_domain;
+    if (working->dkim_valid_domains.empty()) working->dkim_valid_domains = state.dkim_valid_domains;
 
     // Due checks run in groups by their stage, in stage order, so a check sees the facts of
     // earlier stages even when one request covers several (a policy request at RCPT); each
@@ -142,7 +161,7 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
         Check& c = *checks_[group[k]];
         auto check_started = std::chrono::steady_clock::now();
         try {
-          results[k] = c.run_now(working);
+          results[k] = c.run_now(*working);
         } catch (const std::exception& e) {
           errors[k] = e.what();
         } catch (...) {
@@ -150,18 +169,18 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
         }
         if (!results[k] && errors[k].empty()) {
           waiting.push_back(k);
-        } else if (env_.metrics) {
+        } else {
           std::chrono::duration<double> took = std::chrono::steady_clock::now() - check_started;
-          env_.metrics->observe("spamward_check_seconds", {{"check", std::string(c.name())}}, took.count());
+          check_latency_[group[k]].observe(took.count());
         }
       }
       if (!waiting.empty()) {
         auto ex = co_await asio::this_coro::executor;
         auto run = std::make_shared<StageRun>(ex, waiting.size());
-        std::shared_ptr<const Transaction> snapshot = std::make_shared<const Transaction>(working);
+        std::shared_ptr<const Transaction> snapshot = working;
         run->pending = waiting.size();
         for (size_t w = 0; w < waiting.size(); ++w) {
-          auto task = run_check(checks_[group[waiting[w]]], snapshot, run, w, env_.metrics);
+          auto task = run_check(checks_[group[waiting[w]]], snapshot, run, w, check_latency_[group[waiting[w]]]);
           asio::co_spawn(ex, std::move(task), asio::detached);
         }
         if (run->pending > 0) {
@@ -179,21 +198,22 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
         const Check& c = *checks_[group[k]];
         std::string name(c.name());
         if (results[k]) {
-          c.publish(*results[k], working);
+          if (working.use_count() > 1) working = std::make_shared<Transaction>(*working);
+          c.publish(*results[k], *working);
           state.results[name] = std::move(*results[k]);
           continue;
         }
         // Failed open: adds nothing (DESIGN §1). A later stage may try it again.
         std::string why = errors[k].empty() ? "missed the stage deadline" : "failed: " + errors[k];
         spdlog::warn("check {} {} (id={}); failing open", name, why, tx.id);
-        if (env_.metrics) env_.metrics->inc("spamward_failopen_total", {{"check", name}});
+        check_failopen_[group[k]].inc();
         state.failed.push_back(name);
         if (c.can_only_lower()) state.failed_lowering = true;
         state.results.erase(name);
       }
     }
-    state.spf_pass_domain = working.spf_pass_domain;
-    state.dkim_valid_domains = working.dkim_valid_domains;
+    state.spf_pass_domain = working->spf_pass_domain;
+    state.dkim_valid_domains = working->dkim_valid_domains;
 
     // Gather: every check's latest symbols.
     for (const auto& c : checks_) {
@@ -215,10 +235,10 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
 
   Verdict verdict = decide(config, std::move(symbols), facts);
 
+  std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+  stage_latency_[static_cast<size_t>(tx.stage)].observe(took.count());
+  decisions_[static_cast<size_t>(verdict.action)].inc();
   if (Metrics* m = env_.metrics) {
-    std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-    m->observe("spamward_stage_seconds", {{"stage", std::string(to_string(tx.stage))}}, took.count());
-    m->inc("spamward_decisions_total", {{"action", std::string(to_string(verdict.action))}});
     for (const auto& s : verdict.symbols) m->inc("spamward_symbol_hits_total", {{"symbol", s.name}});
   }
   log_decision(tx, verdict, config.log.format == "json");

@@ -78,7 +78,12 @@ class Engine {
  private:
   std::shared_ptr<const Config> config_;
   Env env_;
-  std::vector<std::shared_ptr<Check>> checks_;  // shared: a check that missed the deadline may outlive a reload
+  std::vector<std::shared_ptr<Check>> checks_;
+  // Metric series resolved at construction (indexed like checks_, Stage, Action).
+  std::vector<Metrics::HistogramHandle> check_latency_;
+  std::vector<Metrics::CounterHandle> check_failopen_;
+  std::vector<Metrics::HistogramHandle> stage_latency_;
+  std::vector<Metrics::CounterHandle> decisions_;  // shared: a check that missed the deadline may outlive a reload
 };
 
 }  // namespace spamward

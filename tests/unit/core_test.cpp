@@ -102,3 +102,19 @@ TEST(Metrics, RendersPrometheusText) {
   EXPECT_NE(text.find("spamward_stage_seconds_count{stage=\"rcpt\"} 1"), std::string::npos);
   EXPECT_EQ(m.value("spamward_decisions_total", {{"action", "accept"}}), 2);
 }
+
+TEST(Metrics, HandlesUpdateTheSameSeries) {
+  Metrics m;
+  auto c = m.counter("spamward_x_total", {{"k", "v"}});
+  c.inc();
+  c.inc(2);
+  m.inc("spamward_x_total", {{"k", "v"}});
+  EXPECT_EQ(m.value("spamward_x_total", {{"k", "v"}}), 4);
+  auto h = m.histogram("spamward_y_seconds", {{"stage", "rcpt"}});
+  h.observe(0.002);
+  m.observe("spamward_y_seconds", {{"stage", "rcpt"}}, 0.5);
+  EXPECT_EQ(m.histogram_count("spamward_y_seconds", {{"stage", "rcpt"}}), 2);
+  Metrics::CounterHandle empty;
+  empty.inc();  // a default handle is a no-op, not a crash
+  EXPECT_FALSE(empty);
+}
