@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "auth/spf.h"
+#include "dns/dns_cache.h"
 #include "dns/resolver.h"
 
 using namespace spamward;
@@ -103,22 +104,6 @@ std::map<std::string, ZoneName> parse_zone(const YAML::Node& zonedata) {
   return zone;
 }
 
-const char* type_name(DnsType t) {
-  switch (t) {
-    case DnsType::a:
-      return "A";
-    case DnsType::aaaa:
-      return "AAAA";
-    case DnsType::ptr:
-      return "PTR";
-    case DnsType::txt:
-      return "TXT";
-    case DnsType::mx:
-      return "MX";
-  }
-  return "?";
-}
-
 DnsAnswer answer_for(const std::map<std::string, ZoneName>& zone, const std::string& name,
                      DnsType type) {
   std::string current = name;
@@ -133,7 +118,7 @@ DnsAnswer answer_for(const std::map<std::string, ZoneName>& zone, const std::str
       current = z.cname;
       continue;
     }
-    std::string t = type_name(type);
+    std::string t = to_string(type);
     if (z.timeout && !z.before_timeout.contains(t)) return {DnsAnswer::Status::timeout, {}, 0};
     auto rec = z.records.find(t);
     if (rec == z.records.end() || rec->second.empty()) return {DnsAnswer::Status::nodata, {}, 0};
