@@ -26,6 +26,8 @@ struct CheckOptions {
 int cmd_check(const CheckOptions& options);
 
 int cmd_ip(const std::string& config_path, const std::string& address);
+// `dnsbl health`: exit 0 every list healthy (or none configured), 1 one is not, 2 bad config.
+int cmd_dnsbl_health(const std::string& config_path);
 // list: "allow" | "deny"; action: "add" | "del" | "list"
 int cmd_list(const std::string& config_path, const std::string& list, const std::string& action,
              const std::string& entry, const std::string& comment);

@@ -44,6 +44,12 @@ int main(int argc, char** argv) {
   add_config(ip);
   ip->add_option("address", ip_address, "address or CIDR")->required();
 
+  auto* dnsbl = app.add_subcommand("dnsbl", "DNSBL/DNSWL tools");
+  dnsbl->require_subcommand(1);
+  auto* dnsbl_health =
+      dnsbl->add_subcommand("health", "RFC 5782 test points of each configured list");
+  add_config(dnsbl_health);
+
   std::string list_action, list_entry, list_comment;
   std::string list_name;
   for (const char* name : {"allow", "deny"}) {
@@ -77,6 +83,7 @@ int main(int argc, char** argv) {
     return cmd_check(check_options);
   }
   if (ip->parsed()) return cmd_ip(resolve_config_path(config_path), ip_address);
+  if (dnsbl_health->parsed()) return cmd_dnsbl_health(resolve_config_path(config_path));
   if (!list_name.empty()) {
     if (list_action != "list" && list_entry.empty()) {
       std::cerr << "spamward: " << list_name << " " << list_action << " needs an ENTRY\n";
