@@ -174,7 +174,10 @@ Symbol make_symbol(std::string_view name, std::string detail, double cap = -1.0)
   s.family = Family::rfc;
   const SymbolInfo* info = find_symbol(s.name);
   s.score = info ? info->default_score : 0.0;
-  if (cap >= 0.0) s.score = std::min(s.score, cap);
+  if (cap >= 0.0) {
+    s.score = std::min(s.score, cap);
+    s.max_score = cap;  // holds against [scores] overrides too
+  }
   s.detail = std::move(detail);
   return s;
 }

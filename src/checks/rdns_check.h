@@ -20,9 +20,8 @@
 // it needs only the PTR name).
 //
 // Scores are the symbol table's defaults, all soft. RDNS_NONE for an IPv6 client scores at
-// most 0.1: a missing IPv6 reverse is common among legitimate servers (DESIGN §1.4). Note that
-// an admin's [scores] RDNS_NONE override replaces this score like any other (the Engine
-// applies overrides by name).
+// most 0.1: a missing IPv6 reverse is common among legitimate servers (DESIGN §1.4). The cap
+// is carried as Symbol::max_score, so a [scores] RDNS_NONE override cannot lift it.
 //
 // Nothing is emitted without a client address, for an authenticated client (our own user
 // submitting from wherever they are), or for a loopback client.

@@ -25,6 +25,9 @@ struct Symbol {
   std::string detail;
   // REPUTATION_BANNED only: the ban is past `permanent_after` offences (5xx, not 4xx).
   bool permanent = false;
+  // An upper bound that holds even after a [scores] override (e.g. RDNS_NONE for an IPv6
+  // client: a missing IPv6 reverse is common and scores at most 0.1). Negative: none.
+  double max_score = -1.0;
 };
 
 // What the symbol reference documents about a known symbol.

@@ -431,3 +431,14 @@ TEST(Engine, LaterStagesSeePublishedFactsInOneEvaluation) {
   EXPECT_TRUE(saw);
   EXPECT_EQ(state.spf_pass_domain, "example.net");
 }
+
+TEST(Decide, MaxScoreHoldsAgainstOverrides) {
+  Config c = test_config();
+  c.scores["RDNS_NONE"] = 4.0;
+  Symbol v6 = sym("RDNS_NONE", 0.1, Family::rfc);
+  v6.max_score = 0.1;
+  std::vector<Symbol> s = {v6, sym("RDNS_NONE", 1.0, Family::rfc)};
+  apply_score_overrides(c, s);
+  EXPECT_DOUBLE_EQ(s[0].score, 0.1);
+  EXPECT_DOUBLE_EQ(s[1].score, 4.0);
+}
