@@ -22,24 +22,24 @@ namespace {
 nlohmann::json verdict_json(const Verdict& v) {
   nlohmann::json symbols = nlohmann::json::array();
   for (const auto& s : v.symbols) {
-    symbols.push_back({{"name", s.name}, {"score", s.score}, {"family", std::string(to_string(s.family))},
+    symbols.push_back({{"name", s.name},
+                       {"score", s.score},
+                       {"family", std::string(to_string(s.family))},
                        {"detail", s.detail}});
   }
   nlohmann::json families = nlohmann::json::array();
   for (Family f : v.families) families.push_back(std::string(to_string(f)));
-  return {{"file", nullptr},
-          {"action", std::string(to_string(v.action))},
-          {"score", v.score},
-          {"families", families},
-          {"symbols", symbols},
-          {"reason", v.reason}};
+  return {{"file", nullptr},    {"action", std::string(to_string(v.action))},
+          {"score", v.score},   {"families", families},
+          {"symbols", symbols}, {"reason", v.reason}};
 }
 
 }  // namespace
 
 int cmd_check(const CheckOptions& options) {
   if (!options.paths.empty()) {
-    std::cerr << "spamward: check: scoring messages needs the content path, which this build does not have yet; "
+    std::cerr << "spamward: check: scoring messages needs the content path, which this build does "
+                 "not have yet; "
                  "give SMTP facts (--ip, --helo, --from, --rcpt)\n";
     return 2;
   }
@@ -87,7 +87,7 @@ int cmd_check(const CheckOptions& options) {
 
   // The verdict is this command's output; the daemon's decision log line would repeat it.
   decision_logger().set_level(spdlog::level::off);
-  Metrics metrics;  // private: `check` reports nothing to the daemon's metrics
+  Metrics metrics;             // private: `check` reports nothing to the daemon's metrics
   boost::asio::io_context io;  // before the resolver: it must outlive it
   std::unique_ptr<Resolver> resolver;
   try {

@@ -3,13 +3,13 @@
 // stays); SIGTERM/SIGINT stop accepting, let requests in progress finish, flush the store.
 #include <sys/resource.h>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <spdlog/spdlog.h>
 
 #include "checks/registry.h"
 #include "cli/commands.h"
@@ -42,7 +42,8 @@ std::string read_token(const std::string& path) {
   std::string token;
   std::getline(in, token);
   while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
-  if (token.size() < 16) throw std::runtime_error("admin token in " + path + " is shorter than 16 characters");
+  if (token.size() < 16)
+    throw std::runtime_error("admin token in " + path + " is shorter than 16 characters");
   return token;
 }
 
@@ -78,7 +79,8 @@ int cmd_serve(const std::string& config_path) {
   std::unique_ptr<Store> store;
   try {
     if (config->store.backend != "lmdb") {
-      throw StoreError("store backend '" + config->store.backend + "' is not available in this build; use \"lmdb\"");
+      throw StoreError("store backend '" + config->store.backend +
+                       "' is not available in this build; use \"lmdb\"");
     }
     LmdbOptions options;
     options.path = config->store.path;
@@ -126,8 +128,11 @@ int cmd_serve(const std::string& config_path) {
     spdlog::critical("{}", e.what());
     return 1;
   }
-  for (const auto& [key, value] : {std::pair{"milter", config->listen.milter}, std::pair{"spamd", config->listen.spamd}}) {
-    if (!value.empty()) spdlog::warn("[listen] {} = \"{}\": this build has no {} server yet; not listening", key, value, key);
+  for (const auto& [key, value] :
+       {std::pair{"milter", config->listen.milter}, std::pair{"spamd", config->listen.spamd}}) {
+    if (!value.empty())
+      spdlog::warn("[listen] {} = \"{}\": this build has no {} server yet; not listening", key,
+                   value, key);
   }
 
   boost::asio::signal_set reload_signals(io, SIGHUP);
@@ -144,10 +149,14 @@ int cmd_serve(const std::string& config_path) {
       }
       try {
         auto fresh = std::make_shared<const Config>(load_config(config_path));
-        if (fresh->listen.policy != config->listen.policy || fresh->listen.http != config->listen.http ||
-            fresh->store.path != config->store.path || fresh->store.backend != config->store.backend ||
-            fresh->dns.servers != config->dns.servers || fresh->dns.timeout != config->dns.timeout) {
-          spdlog::warn("config reload: [listen], [store] and [dns] changes take effect only after a restart");
+        if (fresh->listen.policy != config->listen.policy ||
+            fresh->listen.http != config->listen.http || fresh->store.path != config->store.path ||
+            fresh->store.backend != config->store.backend ||
+            fresh->dns.servers != config->dns.servers ||
+            fresh->dns.timeout != config->dns.timeout) {
+          spdlog::warn(
+              "config reload: [listen], [store] and [dns] changes take effect only after a "
+              "restart");
         }
         if (fresh->log.format != config->log.format || fresh->log.file != config->log.file) {
           setup_logging(fresh->log);
@@ -177,7 +186,8 @@ int cmd_serve(const std::string& config_path) {
     // connections are gone (HTTP requests are short and need no drain).
     give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     drain_poll = [&] {
-      if ((!policy || policy->open_connections() == 0) || std::chrono::steady_clock::now() >= give_up) {
+      if ((!policy || policy->open_connections() == 0) ||
+          std::chrono::steady_clock::now() >= give_up) {
         io.stop();
         return;
       }

@@ -8,16 +8,16 @@
 #include <spdlog/spdlog.h>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <memory>
-#include <condition_variable>
 #include <mutex>
-#include <thread>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include <fmt/format.h>
 

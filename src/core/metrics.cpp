@@ -32,9 +32,12 @@ std::string format_number(double v) {
 
 const char* type_name(Metrics::Type t) {
   switch (t) {
-    case Metrics::Type::counter: return "counter";
-    case Metrics::Type::gauge: return "gauge";
-    case Metrics::Type::histogram: return "histogram";
+    case Metrics::Type::counter:
+      return "counter";
+    case Metrics::Type::gauge:
+      return "gauge";
+    case Metrics::Type::histogram:
+      return "histogram";
   }
   return "untyped";
 }
@@ -73,7 +76,8 @@ void Metrics::describe(std::string_view name, Type type, std::string_view help,
   f.described = true;
   f.help = std::string(help);
   if (type == Type::histogram) {
-    if (buckets.empty()) buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+    if (buckets.empty())
+      buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
     std::sort(buckets.begin(), buckets.end());
     f.buckets = std::move(buckets);
   }

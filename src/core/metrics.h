@@ -28,10 +28,11 @@ class Metrics {
 
   void inc(std::string_view name, const Labels& labels = {}, double by = 1.0);
   void set(std::string_view name, const Labels& labels, double value);
-  void add(std::string_view name, const Labels& labels, double delta);  // gauges up/down
+  void add(std::string_view name, const Labels& labels, double delta);      // gauges up/down
   void observe(std::string_view name, const Labels& labels, double value);  // histograms
 
-  double value(std::string_view name, const Labels& labels = {}) const;  // counter/gauge; 0 if absent
+  double value(std::string_view name,
+               const Labels& labels = {}) const;  // counter/gauge; 0 if absent
   int64_t histogram_count(std::string_view name, const Labels& labels = {}) const;
 
   std::string render() const;

@@ -6,12 +6,18 @@ namespace spamward {
 
 std::string_view to_string(Family f) {
   switch (f) {
-    case Family::dnsbl: return "dnsbl";
-    case Family::rfc: return "rfc";
-    case Family::auth: return "auth";
-    case Family::content: return "content";
-    case Family::behaviour: return "behaviour";
-    case Family::admin: return "admin";
+    case Family::dnsbl:
+      return "dnsbl";
+    case Family::rfc:
+      return "rfc";
+    case Family::auth:
+      return "auth";
+    case Family::content:
+      return "content";
+    case Family::behaviour:
+      return "behaviour";
+    case Family::admin:
+      return "admin";
   }
   return "?";
 }
@@ -27,8 +33,10 @@ std::optional<Family> parse_family(std::string_view s) {
 const std::vector<SymbolInfo>& known_symbols() {
   // Default scores are deliberately soft: only several families together reach `reject`.
   static const std::vector<SymbolInfo> kSymbols = {
-      {"ALLOWLIST", Family::admin, -20.0, "client or authenticated sender is on the admin allow list; accepted"},
-      {"DENYLIST", Family::admin, 20.0, "client or sender is on the admin deny list; refused on its own"},
+      {"ALLOWLIST", Family::admin, -20.0,
+       "client or authenticated sender is on the admin allow list; accepted"},
+      {"DENYLIST", Family::admin, 20.0,
+       "client or sender is on the admin deny list; refused on its own"},
       {"GTUBE", Family::admin, 1000.0, "the GTUBE test string; refused, as an admin test"},
       {"RDNS_NONE", Family::rfc, 1.0, "no reverse DNS (PTR) for the client; at most 0.1 for IPv6"},
       {"RDNS_DYNAMIC", Family::rfc, 1.0, "reverse DNS looks like a dynamic/residential address"},
@@ -38,7 +46,8 @@ const std::vector<SymbolInfo>& known_symbols() {
       {"HELO_FORGED", Family::rfc, 2.0, "HELO claims one of our own names or addresses"},
       {"HELO_NO_RESOLVE", Family::rfc, 0.3, "HELO name does not resolve"},
       {"SPF_PASS", Family::auth, 0.0, "SPF pass for the envelope sender"},
-      {"SPF_FAIL", Family::auth, 2.0, "SPF fail: the sender's domain says this client may not send"},
+      {"SPF_FAIL", Family::auth, 2.0,
+       "SPF fail: the sender's domain says this client may not send"},
       {"SPF_SOFTFAIL", Family::auth, 1.0, "SPF softfail"},
       {"SPF_NEUTRAL", Family::auth, 0.0, "SPF neutral"},
       {"SPF_NONE", Family::auth, 0.0, "no SPF record"},
@@ -53,8 +62,10 @@ const std::vector<SymbolInfo>& known_symbols() {
       {"BAYES_HAM", Family::content, -3.0, "Bayes classifier says ham; scaled by confidence"},
       {"GREYLIST", Family::behaviour, 0.0, "new triplet, deferred by greylisting"},
       {"GREYLIST_PASSED", Family::behaviour, 0.0, "retried correctly after greylisting"},
-      {"GREYLIST_AUTO_ALLOWED", Family::behaviour, 0.0, "network earned greylisting exemption by retrying"},
-      {"REPUTATION_BANNED", Family::behaviour, 0.0, "client is banned for repeated offences; refused on its own"},
+      {"GREYLIST_AUTO_ALLOWED", Family::behaviour, 0.0,
+       "network earned greylisting exemption by retrying"},
+      {"REPUTATION_BANNED", Family::behaviour, 0.0,
+       "client is banned for repeated offences; refused on its own"},
       {"REPUTATION_OFFENDER", Family::behaviour, 2.0, "client has recent offences"},
       {"RCPT_UNKNOWN", Family::behaviour, 0.0, "recipient does not exist; refused with 550 5.1.1"},
       {"ADDRESS_GUESSING", Family::behaviour, 5.0, "client tries many unknown recipients"},
@@ -66,7 +77,8 @@ const std::vector<SymbolInfo>& known_symbols() {
 
 const SymbolInfo* find_symbol(std::string_view name) {
   const auto& all = known_symbols();
-  auto it = std::find_if(all.begin(), all.end(), [&](const SymbolInfo& s) { return s.name == name; });
+  auto it =
+      std::find_if(all.begin(), all.end(), [&](const SymbolInfo& s) { return s.name == name; });
   return it == all.end() ? nullptr : &*it;
 }
 

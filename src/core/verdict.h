@@ -25,12 +25,12 @@ struct Verdict {
   std::vector<Symbol> symbols;
   std::vector<Family> families;  // families that each added >= 1.0 (the evidence for reject)
   Standalone standalone = Standalone::none;
-  bool permanent_ban = false;    // a ban past `permanent_after`: reject instead of tempfail
-  bool trusted = false;          // client in [network] trusted: nothing was checked
-  bool dry_run = false;          // [actions] dry_run: `action` is what would have happened
+  bool permanent_ban = false;       // a ban past `permanent_after`: reject instead of tempfail
+  bool trusted = false;             // client in [network] trusted: nothing was checked
+  bool dry_run = false;             // [actions] dry_run: `action` is what would have happened
   Action applied = Action::accept;  // what the protocol must do (== action unless dry_run)
   std::vector<std::string> failed_checks;  // checks that failed open
-  std::string reason;            // one human-readable sentence
+  std::string reason;                      // one human-readable sentence
   // For the protocol layer: the enhanced status text after the code, e.g.
   // "Greylisted, please retry in 5 minutes". Empty: the server's default text.
   std::string reply_text;

@@ -35,7 +35,8 @@ bool wildcard_match(std::string_view pattern, std::string_view text) {
 }
 
 const Symbol* find(const std::vector<Symbol>& symbols, std::string_view name) {
-  auto it = std::find_if(symbols.begin(), symbols.end(), [&](const Symbol& s) { return s.name == name; });
+  auto it =
+      std::find_if(symbols.begin(), symbols.end(), [&](const Symbol& s) { return s.name == name; });
   return it == symbols.end() ? nullptr : &*it;
 }
 
@@ -53,7 +54,8 @@ std::string top_symbols(const std::vector<Symbol>& symbols) {
   for (const auto& s : symbols) {
     if (s.score > 0) positive.push_back(&s);
   }
-  std::sort(positive.begin(), positive.end(), [](const Symbol* a, const Symbol* b) { return a->score > b->score; });
+  std::sort(positive.begin(), positive.end(),
+            [](const Symbol* a, const Symbol* b) { return a->score > b->score; });
   std::string out;
   for (size_t i = 0; i < positive.size() && i < 4; ++i) {
     if (!out.empty()) out += ", ";
@@ -139,18 +141,20 @@ Verdict decide(const Config& config, std::vector<Symbol> symbols, const Decision
     v.reply_text = "Bounce refused: we did not send the original message";
   } else if (v.score >= actions.reject && family_count >= actions.reject_min_families) {
     v.action = Action::reject;
-    v.reason = fmt::format("score {:.2f} >= reject {:.2f} with {} families ({}): {}", v.score, actions.reject,
-                           family_count, families_text(v.families), top_symbols(symbols));
+    v.reason =
+        fmt::format("score {:.2f} >= reject {:.2f} with {} families ({}): {}", v.score,
+                    actions.reject, family_count, families_text(v.families), top_symbols(symbols));
     v.reply_text = "Message refused as spam (" + top_symbols(symbols) + ")";
   } else if (v.score >= actions.greylist && facts.greylist_applies) {
     v.action = Action::greylist;
-    v.reason = fmt::format("score {:.2f} >= greylist {:.2f}: new triplet deferred", v.score, actions.greylist);
+    v.reason = fmt::format("score {:.2f} >= greylist {:.2f}: new triplet deferred", v.score,
+                           actions.greylist);
   } else if (v.score >= actions.tag) {
     v.action = Action::tag;
     if (v.score >= actions.reject) {
-      v.reason = fmt::format("score {:.2f} >= reject {:.2f} but only {} of {} families ({}): tagged", v.score,
-                             actions.reject, family_count, actions.reject_min_families,
-                             families_text(v.families));
+      v.reason = fmt::format(
+          "score {:.2f} >= reject {:.2f} but only {} of {} families ({}): tagged", v.score,
+          actions.reject, family_count, actions.reject_min_families, families_text(v.families));
     } else {
       v.reason = fmt::format("score {:.2f} >= tag {:.2f}", v.score, actions.tag);
     }
@@ -179,7 +183,8 @@ Verdict decide(const Config& config, std::vector<Symbol> symbols, const Decision
   if (actions.dry_run) {
     v.dry_run = true;
     // Monitor-only: never defer or refuse; tagging changes no delivery, so it stays.
-    if (v.applied >= Action::greylist) v.applied = v.score >= actions.tag ? Action::tag : Action::accept;
+    if (v.applied >= Action::greylist)
+      v.applied = v.score >= actions.tag ? Action::tag : Action::accept;
   }
   return v;
 }

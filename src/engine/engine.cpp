@@ -1,14 +1,14 @@
 #include "engine/engine.h"
 
+#include <spdlog/spdlog.h>
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <algorithm>
 #include <chrono>
-#include <spdlog/spdlog.h>
 
 #include "engine/decision_log.h"
 
@@ -42,7 +42,8 @@ void describe_metrics(Metrics& m) {
 }
 
 asio::awaitable<void> run_check(std::shared_ptr<Check> check, std::shared_ptr<const Transaction> tx,
-                                std::shared_ptr<StageRun> run, size_t index, Metrics::HistogramHandle latency) {
+                                std::shared_ptr<StageRun> run, size_t index,
+                                Metrics::HistogramHandle latency) {
   auto started = std::chrono::steady_clock::now();
   try {
     auto pending_run = check->run(*tx);  // named first: GCC PR 100611
@@ -60,7 +61,8 @@ asio::awaitable<void> run_check(std::shared_ptr<Check> check, std::shared_ptr<co
 
 }  // namespace
 
-Engine::Engine(std::shared_ptr<const Config> config, Env env, std::vector<std::unique_ptr<Check>> checks)
+Engine::Engine(std::shared_ptr<const Config> config, Env env,
+               std::vector<std::unique_ptr<Check>> checks)
     : config_(std::move(config)), env_(env) {
   for (auto& c : checks) checks_.push_back(std::shared_ptr<Check>(std::move(c)));
   if (Metrics* m = env_.metrics) {
@@ -71,11 +73,15 @@ Engine::Engine(std::shared_ptr<const Config> config, Env env, std::vector<std::u
       check_latency_.push_back(m->histogram("spamward_check_seconds", {{"check", name}}));
       check_failopen_.push_back(m->counter("spamward_failopen_total", {{"check", name}}));
     }
-    for (Stage st : {Stage::connect, Stage::helo, Stage::mail, Stage::rcpt, Stage::data, Stage::eom}) {
-      stage_latency_.push_back(m->histogram("spamward_stage_seconds", {{"stage", std::string(to_string(st))}}));
+    for (Stage st :
+         {Stage::connect, Stage::helo, Stage::mail, Stage::rcpt, Stage::data, Stage::eom}) {
+      stage_latency_.push_back(
+          m->histogram("spamward_stage_seconds", {{"stage", std::string(to_string(st))}}));
     }
-    for (Action a : {Action::accept, Action::tag, Action::greylist, Action::tempfail, Action::reject}) {
-      decisions_.push_back(m->counter("spamward_decisions_total", {{"action", std::string(to_string(a))}}));
+    for (Action a :
+         {Action::accept, Action::tag, Action::greylist, Action::tempfail, Action::reject}) {
+      decisions_.push_back(
+          m->counter("spamward_decisions_total", {{"action", std::string(to_string(a))}}));
     }
   } else {
     check_latency_.resize(checks_.size());
@@ -122,7 +128,8 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
       if (c.stage() > tx.stage) continue;
       bool again = false;
       if (c.stage() == Stage::rcpt && tx.stage == Stage::rcpt) again = true;
-      if (c.stage() == Stage::rcpt && tx.stage > Stage::rcpt && !state.message_level.contains(c.name())) {
+      if (c.stage() == Stage::rcpt && tx.stage > Stage::rcpt &&
+          !state.message_level.contains(c.name())) {
         again = true;
         state.message_level.emplace(c.name());
       }
@@ -180,7 +187,8 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
         std::shared_ptr<const Transaction> snapshot = working;
         run->pending = waiting.size();
         for (size_t w = 0; w < waiting.size(); ++w) {
-          auto task = run_check(checks_[group[waiting[w]]], snapshot, run, w, check_latency_[group[waiting[w]]]);
+          auto task = run_check(checks_[group[waiting[w]]], snapshot, run, w,
+                                check_latency_[group[waiting[w]]]);
           asio::co_spawn(ex, std::move(task), asio::detached);
         }
         if (run->pending > 0) {
@@ -223,7 +231,8 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
     }
     apply_score_overrides(config, symbols);
 
-    if (!tx.recipient.empty() && matches_exempt(config.exempt.recipients, tx.recipient)) facts.exempt = true;
+    if (!tx.recipient.empty() && matches_exempt(config.exempt.recipients, tx.recipient))
+      facts.exempt = true;
     if (tx.stage > Stage::rcpt) {
       for (const auto& r : tx.recipients) {
         if (matches_exempt(config.exempt.recipients, r)) facts.exempt = true;
@@ -239,7 +248,8 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
   stage_latency_[static_cast<size_t>(tx.stage)].observe(took.count());
   decisions_[static_cast<size_t>(verdict.action)].inc();
   if (Metrics* m = env_.metrics) {
-    for (const auto& s : verdict.symbols) m->inc("spamward_symbol_hits_total", {{"symbol", s.name}});
+    for (const auto& s : verdict.symbols)
+      m->inc("spamward_symbol_hits_total", {{"symbol", s.name}});
   }
   log_decision(tx, verdict, config.log.format == "json");
   co_return verdict;

@@ -37,16 +37,16 @@ struct EvaluationState {
   // Facts published by checks for later ones (Check::publish), kept across stages.
   std::string spf_pass_domain;
   std::vector<std::string> dkim_valid_domains;
-  std::vector<std::string> failed;        // checks that failed open so far
-  bool failed_lowering = false;           // one of them could only have lowered the score
+  std::vector<std::string> failed;  // checks that failed open so far
+  bool failed_lowering = false;     // one of them could only have lowered the score
 };
 
 // The decision facts beyond symbols.
 struct DecisionFacts {
-  bool trusted = false;          // client in [network] trusted
-  bool exempt = false;           // a recipient matches [exempt] recipients
-  bool failed_lowering = false;  // a can-only-lower check failed open
-  bool greylist_applies = false; // the greylist gate would defer this new triplet
+  bool trusted = false;           // client in [network] trusted
+  bool exempt = false;            // a recipient matches [exempt] recipients
+  bool failed_lowering = false;   // a can-only-lower check failed open
+  bool greylist_applies = false;  // the greylist gate would defer this new triplet
   std::vector<std::string> failed_checks;
 };
 
@@ -83,7 +83,8 @@ class Engine {
   std::vector<Metrics::HistogramHandle> check_latency_;
   std::vector<Metrics::CounterHandle> check_failopen_;
   std::vector<Metrics::HistogramHandle> stage_latency_;
-  std::vector<Metrics::CounterHandle> decisions_;  // shared: a check that missed the deadline may outlive a reload
+  std::vector<Metrics::CounterHandle>
+      decisions_;  // shared: a check that missed the deadline may outlive a reload
 };
 
 }  // namespace spamward

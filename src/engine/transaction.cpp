@@ -6,20 +6,27 @@ namespace spamward {
 
 std::string_view to_string(Stage s) {
   switch (s) {
-    case Stage::connect: return "connect";
-    case Stage::helo: return "helo";
-    case Stage::mail: return "mail";
-    case Stage::rcpt: return "rcpt";
-    case Stage::data: return "data";
-    case Stage::eom: return "eom";
+    case Stage::connect:
+      return "connect";
+    case Stage::helo:
+      return "helo";
+    case Stage::mail:
+      return "mail";
+    case Stage::rcpt:
+      return "rcpt";
+    case Stage::data:
+      return "data";
+    case Stage::eom:
+      return "eom";
   }
   return "?";
 }
 
 std::string to_lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c); });
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
+    return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  });
   return out;
 }
 

@@ -29,10 +29,10 @@ struct Transaction {
   std::string client_name;
   std::string reverse_client_name;
   std::string helo;
-  std::string sender;                   // envelope sender without <>; empty for bounces
-  std::vector<std::string> recipients;  // accepted so far, in order
-  std::string recipient;                // the one being decided at the rcpt stage
-  std::string sasl_username;            // non-empty: the client authenticated
+  std::string sender;                       // envelope sender without <>; empty for bounces
+  std::vector<std::string> recipients;      // accepted so far, in order
+  std::string recipient;                    // the one being decided at the rcpt stage
+  std::string sasl_username;                // non-empty: the client authenticated
   std::optional<IpAddress> server_address;  // the address the client reached
   int server_port = 0;
   std::string protocol;  // "SMTP", "ESMTP"

@@ -54,8 +54,8 @@ class Store {
 };
 
 struct LmdbOptions {
-  std::string path;                  // a directory; created if absent
-  int64_t map_size = int64_t{1} << 32;  // 4 GiB of address space, grown on demand
+  std::string path;                       // a directory; created if absent
+  int64_t map_size = int64_t{1} << 32;    // 4 GiB of address space, grown on demand
   Duration batch_interval = Duration(5);  // how long the writer gathers writes
   Duration sweep_interval = std::chrono::minutes(1);
 };

@@ -27,8 +27,8 @@ TEST(IpAddress, FoldsV4MappedToV4) {
 }
 
 TEST(IpAddress, RejectsGarbage) {
-  for (const char* bad : {"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "abc", "1.2.3.4 ", ":::", "[1.2.3.4",
-                          "2001:db8::1::2"}) {
+  for (const char* bad : {"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "abc", "1.2.3.4 ",
+                          ":::", "[1.2.3.4", "2001:db8::1::2"}) {
     EXPECT_FALSE(IpAddress::parse(bad)) << bad;
   }
 }
@@ -60,7 +60,8 @@ TEST(Prefix, V4MappedPrefixMapsToV4) {
 }
 
 TEST(Prefix, RejectsBadLengths) {
-  for (const char* bad : {"10.0.0.0/33", "10.0.0.0/-1", "10.0.0.0/", "10.0.0.0/8x", "::/129", "x/8"}) {
+  for (const char* bad :
+       {"10.0.0.0/33", "10.0.0.0/-1", "10.0.0.0/", "10.0.0.0/8x", "::/129", "x/8"}) {
     EXPECT_FALSE(Prefix::parse(bad)) << bad;
   }
 }
@@ -97,8 +98,10 @@ TEST(Metrics, RendersPrometheusText) {
   std::string text = m.render();
   EXPECT_NE(text.find("# TYPE spamward_decisions_total counter"), std::string::npos);
   EXPECT_NE(text.find("spamward_decisions_total{action=\"accept\"} 2"), std::string::npos);
-  EXPECT_NE(text.find("spamward_stage_seconds_bucket{stage=\"rcpt\",le=\"0.01\"} 0"), std::string::npos);
-  EXPECT_NE(text.find("spamward_stage_seconds_bucket{stage=\"rcpt\",le=\"0.1\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("spamward_stage_seconds_bucket{stage=\"rcpt\",le=\"0.01\"} 0"),
+            std::string::npos);
+  EXPECT_NE(text.find("spamward_stage_seconds_bucket{stage=\"rcpt\",le=\"0.1\"} 1"),
+            std::string::npos);
   EXPECT_NE(text.find("spamward_stage_seconds_count{stage=\"rcpt\"} 1"), std::string::npos);
   EXPECT_EQ(m.value("spamward_decisions_total", {{"action", "accept"}}), 2);
 }

@@ -94,7 +94,8 @@ struct Harness {
   std::vector<std::unique_ptr<Check>> checks;
   Config config = test_config();
 
-  ScriptedCheck& add(std::string name, Stage stage, std::vector<Symbol> symbols, int* runs = nullptr) {
+  ScriptedCheck& add(std::string name, Stage stage, std::vector<Symbol> symbols,
+                     int* runs = nullptr) {
     auto c = std::make_unique<ScriptedCheck>(std::move(name), stage, std::move(symbols), runs);
     auto& ref = *c;
     checks.push_back(std::move(c));
@@ -142,7 +143,8 @@ TEST(Decide, RejectNeedsTwoFamiliesEachAddingOnePoint) {
   EXPECT_EQ(one.action, Action::tag);
   EXPECT_EQ(one.families.size(), 1u);
   // A second family that adds only 0.9 does not count.
-  auto weak = decide(c, {sym("RBL_A", 15, Family::dnsbl), sym("HELO_NOT_FQDN", 0.9, Family::rfc)}, {});
+  auto weak =
+      decide(c, {sym("RBL_A", 15, Family::dnsbl), sym("HELO_NOT_FQDN", 0.9, Family::rfc)}, {});
   EXPECT_EQ(weak.action, Action::tag);
   // Two families each >= 1.0 and score >= reject: reject.
   auto two = decide(c, {sym("RBL_A", 14, Family::dnsbl), sym("RDNS_NONE", 1.0, Family::rfc)}, {});
@@ -150,7 +152,9 @@ TEST(Decide, RejectNeedsTwoFamiliesEachAddingOnePoint) {
   EXPECT_EQ(two.standalone, Standalone::none);
   EXPECT_EQ(two.families.size(), 2u);
   // A family whose symbols net below 1.0 does not count even if one symbol is above.
-  auto net = decide(c, {sym("RBL_A", 15, Family::dnsbl), sym("X", 2, Family::rfc), sym("Y", -1.5, Family::rfc)}, {});
+  auto net = decide(
+      c, {sym("RBL_A", 15, Family::dnsbl), sym("X", 2, Family::rfc), sym("Y", -1.5, Family::rfc)},
+      {});
   EXPECT_EQ(net.action, Action::tag);
   // reject_min_families = 1 lets one family reject.
   c.actions.reject_min_families = 1;
@@ -199,7 +203,8 @@ TEST(Decide, StandaloneRefusals) {
   auto bs = decide(c, {sym("BACKSCATTER", 5, Family::behaviour)}, {});
   EXPECT_EQ(bs.action, Action::accept);
   c.batv.enforce = true;
-  EXPECT_EQ(decide(c, {sym("BACKSCATTER", 5, Family::behaviour)}, {}).standalone, Standalone::backscatter);
+  EXPECT_EQ(decide(c, {sym("BACKSCATTER", 5, Family::behaviour)}, {}).standalone,
+            Standalone::backscatter);
 }
 
 TEST(Decide, NoOtherSymbolRefusesAlone) {
@@ -218,9 +223,11 @@ TEST(Decide, NoOtherSymbolRefusesAlone) {
 
 TEST(Decide, AllowListBeatsDenyAndScore) {
   Config c = test_config();
-  auto v = decide(c, {sym("ALLOWLIST", -20, Family::admin, "192.0.2.1"), sym("DENYLIST", 20, Family::admin),
-                      sym("RBL_A", 30, Family::dnsbl), sym("RDNS_NONE", 5, Family::rfc)},
-                  {});
+  auto v =
+      decide(c,
+             {sym("ALLOWLIST", -20, Family::admin, "192.0.2.1"), sym("DENYLIST", 20, Family::admin),
+              sym("RBL_A", 30, Family::dnsbl), sym("RDNS_NONE", 5, Family::rfc)},
+             {});
   EXPECT_EQ(v.action, Action::accept);
 }
 
@@ -228,7 +235,8 @@ TEST(Decide, ExemptRecipientsAreOnlyRefusedByABan) {
   Config c = test_config();
   DecisionFacts exempt;
   exempt.exempt = true;
-  auto spam = decide(c, {sym("RBL_A", 14, Family::dnsbl), sym("RDNS_NONE", 3, Family::rfc)}, exempt);
+  auto spam =
+      decide(c, {sym("RBL_A", 14, Family::dnsbl), sym("RDNS_NONE", 3, Family::rfc)}, exempt);
   EXPECT_EQ(spam.action, Action::tag);
   auto deny = decide(c, {sym("DENYLIST", 20, Family::admin)}, exempt);
   EXPECT_EQ(deny.action, Action::tag);
@@ -262,7 +270,8 @@ TEST(Decide, DryRunDecidesButNeverRefuses) {
 TEST(Decide, ScoreOverrides) {
   Config c = test_config();
   c.scores["RDNS_NONE"] = 7.5;
-  std::vector<Symbol> s = {sym("RDNS_NONE", 1.0, Family::rfc), sym("HELO_NOT_FQDN", 0.5, Family::rfc)};
+  std::vector<Symbol> s = {sym("RDNS_NONE", 1.0, Family::rfc),
+                           sym("HELO_NOT_FQDN", 0.5, Family::rfc)};
   apply_score_overrides(c, s);
   EXPECT_DOUBLE_EQ(s[0].score, 7.5);
   EXPECT_DOUBLE_EQ(s[1].score, 0.5);
@@ -298,7 +307,8 @@ TEST(Engine, RunsChecksConcurrentlyUnderOneDeadline) {
   Harness h;
   h.config.engine.stage_deadline = std::chrono::milliseconds(1000);
   for (int i = 0; i < 5; ++i) {
-    h.add("slow" + std::to_string(i), Stage::connect, {sym("S" + std::to_string(i), 1, Family::rfc)})
+    h.add("slow" + std::to_string(i), Stage::connect,
+          {sym("S" + std::to_string(i), 1, Family::rfc)})
         .delay(std::chrono::milliseconds(150));
   }
   auto engine = h.engine();
@@ -315,7 +325,8 @@ TEST(Engine, CheckThatThrowsOrTimesOutFailsOpen) {
   h.config.engine.stage_deadline = std::chrono::milliseconds(100);
   h.add("good", Stage::connect, {sym("RDNS_NONE", 1, Family::rfc)});
   h.add("thrower", Stage::connect, {sym("RBL_A", 50, Family::dnsbl)}).throws();
-  h.add("sleeper", Stage::connect, {sym("RBL_B", 50, Family::dnsbl)}).delay(std::chrono::seconds(5));
+  h.add("sleeper", Stage::connect, {sym("RBL_B", 50, Family::dnsbl)})
+      .delay(std::chrono::seconds(5));
   auto engine = h.engine();
   auto start = std::chrono::steady_clock::now();
   auto v = evaluate(*engine, rcpt_tx());
@@ -403,7 +414,9 @@ namespace {
 class PublishingCheck : public ScriptedCheck {
  public:
   PublishingCheck() : ScriptedCheck("spf", Stage::mail, {sym("SPF_PASS", 0, Family::auth)}) {}
-  void publish(const std::vector<Symbol>&, Transaction& tx) const override { tx.spf_pass_domain = "example.net"; }
+  void publish(const std::vector<Symbol>&, Transaction& tx) const override {
+    tx.spf_pass_domain = "example.net";
+  }
 };
 // Emits a symbol only when an earlier check published the SPF pass.
 class ReadingCheck : public Check {
