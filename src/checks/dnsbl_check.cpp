@@ -28,7 +28,7 @@ class DnsblCheck final : public Check {
       : list_(std::move(list)),
         allow_list_(allow_list),
         name_((allow_list ? "dnswl_" : "dnsbl_") + list_.name),
-        symbol_(dnsbl_symbol(allow_list ? "DNSWL_" : "RBL_", list_.name)),
+        symbol_(list_symbol_name(allow_list ? "DNSWL_" : "RBL_", list_.name)),
         resolver_(resolver),
         clock_(clock),
         metrics_(metrics),

@@ -167,21 +167,6 @@ bool is_dns_name(std::string_view name) {
   }
 }
 
-// RBL_<NAME> / DNSWL_<NAME>: the list name upper-cased, '-' as '_' (DESIGN §3.6).
-std::string list_symbol(std::string_view prefix, std::string_view name) {
-  std::string out(prefix);
-  for (char c : name) {
-    if (c == '-') {
-      out += '_';
-    } else if (c >= 'a' && c <= 'z') {
-      out += static_cast<char>(c - 'a' + 'A');
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 int64_t line_of(const toml::node& n) {
   return static_cast<int64_t>(n.source().begin.line);
 }
@@ -579,7 +564,7 @@ void Loader::collect_list_symbols(const toml::table& root) {
     for (const toml::node& e : *arr) {
       if (const auto* t = e.as_table()) {
         if (const auto* name = (*t)["name"].as_string()) {
-          list_symbols_.insert(list_symbol(prefix, name->get()));
+          list_symbols_.insert(list_symbol_name(prefix, name->get()));
         }
       }
     }
@@ -609,7 +594,7 @@ void Loader::lists(const toml::node& n, const std::string& path, const char* sym
             if (!is_bare_key(list.name)) {
               fail(v, k, in_quotes(list.name) + " must be letters, digits, '-' and '_' only");
             }
-            std::string symbol = list_symbol(symbol_prefix, list.name);
+            std::string symbol = list_symbol_name(symbol_prefix, list.name);
             if (auto it = symbols.find(symbol); it != symbols.end()) {
               fail(v, k,
                    "duplicate list name " + in_quotes(list.name) + " (symbol " + symbol +

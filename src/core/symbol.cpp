@@ -75,6 +75,20 @@ const std::vector<SymbolInfo>& known_symbols() {
   return kSymbols;
 }
 
+std::string list_symbol_name(std::string_view prefix, std::string_view list_name) {
+  std::string out(prefix);
+  for (char c : list_name) {
+    if (c == '-') {
+      out += '_';
+    } else if (c >= 'a' && c <= 'z') {
+      out += static_cast<char>(c - 'a' + 'A');
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 const SymbolInfo* find_symbol(std::string_view name) {
   const auto& all = known_symbols();
   auto it =

@@ -41,6 +41,10 @@ struct SymbolInfo {
 // Every fixed-name symbol spamward can emit. Per-list names (RBL_<NAME>, DNSWL_<NAME>) are
 // derived from the config and are not in this table.
 const std::vector<SymbolInfo>& known_symbols();
+
+// RBL_<NAME> / DNSWL_<NAME> for a configured list: the name upper-cased, '-' as '_'
+// (DESIGN §3.6). The config loader and the DNSBL check must agree, so this is the one spelling.
+std::string list_symbol_name(std::string_view prefix, std::string_view list_name);
 const SymbolInfo* find_symbol(std::string_view name);
 
 }  // namespace spamward

@@ -38,20 +38,6 @@ std::string dnsbl_query_name(const IpAddress& address, std::string_view zone) {
   return out;
 }
 
-std::string dnsbl_symbol(std::string_view prefix, std::string_view name) {
-  std::string out(prefix);
-  for (char c : name) {
-    if (c == '-') {
-      out += '_';
-    } else if (c >= 'a' && c <= 'z') {
-      out += static_cast<char>(c - 'a' + 'A');
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 DnsblAnswer classify_dnsbl_answer(const ListConfig& list, const std::vector<std::string>& records) {
   static const Prefix kLoopback = *Prefix::parse("127.0.0.0/8");
   DnsblAnswer out;

@@ -32,9 +32,6 @@ std::string dnsbl_query_name(const IpAddress& address, std::string_view zone);
 // test points ::FFFF:7F00:2 and ::FFFF:7F00:1 are queried in nibble form).
 std::string dnsbl_query_name_v6(const std::array<uint8_t, 16>& bytes, std::string_view zone);
 
-// RBL_<NAME> or DNSWL_<NAME>: the list name upper-cased, '-' as '_' (DESIGN §3.6).
-std::string dnsbl_symbol(std::string_view prefix, std::string_view name);
-
 struct DnsblAnswer {
   bool listed = false;
   double score = 0.0;                // the highest score among the listing codes (> 0)

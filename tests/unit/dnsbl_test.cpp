@@ -7,6 +7,7 @@
 
 #include "checks/dnsbl_check.h"
 #include "checks/dnsbl_health.h"
+#include "core/symbol.h"
 #include "dns/dnsbl.h"
 
 namespace spamward {
@@ -103,8 +104,8 @@ TEST(DnsblNames, Ipv6NibblesRfc5782) {
 }
 
 TEST(DnsblNames, Symbols) {
-  EXPECT_EQ(dnsbl_symbol("RBL_", "spam-haus_zen2"), "RBL_SPAM_HAUS_ZEN2");
-  EXPECT_EQ(dnsbl_symbol("DNSWL_", "dnswl"), "DNSWL_DNSWL");
+  EXPECT_EQ(list_symbol_name("RBL_", "spam-haus_zen2"), "RBL_SPAM_HAUS_ZEN2");
+  EXPECT_EQ(list_symbol_name("DNSWL_", "dnswl"), "DNSWL_DNSWL");
 }
 
 // ---- classification --------------------------------------------------------------------
