@@ -53,6 +53,9 @@ struct Options {
   int threads = 1;
   double timeout_s = 5.0;
   uint64_t seed = 20240601;
+  // --cold-dns 1: every request's sender is in a domain never seen before
+  // (nN.cold.test), so the server's DNS cache cannot answer: the cold-cache case.
+  bool cold_dns = false;
 };
 
 [[noreturn]] void usage(int status) {
@@ -61,6 +64,7 @@ struct Options {
       "usage: policy_load [--target HOST:PORT] [--connections N] [--duration SECONDS | "
       "--requests N]\n"
       "                   [--warmup SECONDS] [--triplets N] [--threads N] [--timeout SECONDS]\n"
+      "                   [--cold-dns 1]\n"
       "                   [--seed N]\n"
       "Closed-loop Postfix policy (smtpd_access_policy, RCPT stage) load over persistent\n"
       "connections. Defaults: 127.0.0.1:10040, 1 connection, 10 s after 2 s warm-up,\n"
@@ -118,6 +122,8 @@ Options parse_options(int argc, char** argv) {
       o.threads = parse_number<int>(name, value);
     } else if (name == "timeout") {
       o.timeout_s = parse_number<double>(name, value);
+    } else if (name == "cold-dns") {
+      o.cold_dns = parse_number<int>(name, value) != 0;
     } else if (name == "seed") {
       o.seed = parse_number<uint64_t>(name, value);
     } else {
@@ -432,8 +438,15 @@ void append_number(std::string& s, uint64_t v, int base = 10) {
 }
 
 // The per-request attributes, then the blank line that ends the request.
-void render_request(std::string& out, const Triplet& t, int conn_id, uint64_t seq) {
+void render_request(std::string& out, const Triplet& t, int conn_id, uint64_t seq,
+                    uint64_t cold_serial) {
   out.assign(t.fixed_block);
+  if (cold_serial) {
+    // A later sender= replaces the triplet's: the policy protocol keeps the last value.
+    out += "sender=user@n";
+    append_number(out, cold_serial);
+    out += ".cold.test\n";
+  }
   // Postfix's instance is unique per SMTP transaction; here each request is its own
   // transaction, as when every client sends one recipient per connection.
   out += "instance=";
@@ -488,7 +501,7 @@ asio::awaitable<void> run_connection(Worker& w, Connection& c) {
 
     const uint64_t n = s.next_request.fetch_add(1, std::memory_order_relaxed);
     const Triplet& t = s.triplets[s.order[n % s.order.size()]];
-    render_request(request, t, c.id, seq++);
+    render_request(request, t, c.id, seq++, s.options.cold_dns ? n + 1 : 0);
 
     const auto start = Clock::now();
     c.busy_since = start;

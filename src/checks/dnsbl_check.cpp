@@ -175,6 +175,8 @@ std::vector<std::unique_ptr<Check>> make_dnsbl_checks(const Config& config, cons
                                                  health, index));
     }
   }
+  // A daemon gives its loop: test every list at start rather than at the first mail.
+  if (env.executor) health->test_all(env.executor);
   return out;
 }
 

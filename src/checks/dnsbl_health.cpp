@@ -193,6 +193,15 @@ void DnsblHealth::start_background_test(asio::any_io_executor ex, size_t i) {
   asio::co_spawn(ex, run_test(shared_from_this(), i), asio::detached);
 }
 
+void DnsblHealth::test_all(asio::any_io_executor ex) {
+  for (size_t i = 0; i < lists_.size(); ++i) {
+    if (lists_[i].last || lists_[i].testing) continue;
+    lists_[i].first_done =
+        std::make_unique<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
+    start_background_test(ex, i);
+  }
+}
+
 asio::awaitable<bool> DnsblHealth::usable(size_t i) {
   auto self = shared_from_this();  // background tests and waiters keep it alive
   auto ex = co_await asio::this_coro::executor;

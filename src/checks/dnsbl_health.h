@@ -34,6 +34,7 @@
 // must outlive the io_context's last run (as in `serve` and `check`).
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <memory>
@@ -85,6 +86,9 @@ class DnsblHealth : public std::enable_shared_from_this<DnsblHealth> {
   // True when list i may be used now (see the header comment). Awaits the list's first test;
   // may start a background re-test. Never throws for DNS trouble.
   boost::asio::awaitable<bool> usable(size_t i);
+  // Starts the first test of every list now, in the background on `ex` (the daemon calls it
+  // at start, so lists are tested before the first mail; usable() then awaits those tests).
+  void test_all(boost::asio::any_io_executor ex);
 
   // Runs one test of list i now and applies its result (state, logs, gauge).
   boost::asio::awaitable<DnsblHealthReport> test(size_t i);

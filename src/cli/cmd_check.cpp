@@ -96,7 +96,7 @@ int cmd_check(const CheckOptions& options) {
     std::cerr << "spamward: check: " << e.what() << "\n";
     return 1;
   }
-  Env env{&clock, resolver.get(), store.get(), &metrics};
+  Env env{&clock, resolver.get(), store.get(), &metrics, {}};  // no loop work: one-shot
   Engine engine(config, env, make_checks(*config, env));
 
   Verdict verdict;

@@ -99,7 +99,7 @@ int cmd_serve(const std::string& config_path) {
     spdlog::critical("cannot start the DNS resolver: {}", e.what());
     return 1;
   }
-  Env env{&clock, resolver.get(), store.get(), &metrics};
+  Env env{&clock, resolver.get(), store.get(), &metrics, io.get_executor()};
   auto engine = std::make_shared<Engine>(config, env, make_checks(*config, env));
   EngineSource engine_source = [&engine] { return engine; };
 

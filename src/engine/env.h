@@ -2,6 +2,8 @@
 // unit tests run on a FakeClock, a FixtureResolver and a memory store.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "dns/resolver.h"
@@ -14,6 +16,9 @@ struct Env {
   Resolver* resolver = nullptr;  // may be null until the DNS issue lands
   Store* store = nullptr;
   Metrics* metrics = nullptr;
+  // The daemon's event loop, for background work a check starts on its own (DNSBL health
+  // tests at start). Empty in one-shot commands and most tests.
+  boost::asio::any_io_executor executor;
 };
 
 }  // namespace spamward

@@ -67,7 +67,7 @@ class DnsblFixture : public ::testing::Test {
     if (v6) dns_.set(dnsbl_query_name_v6(mapped(2), zone), DnsType::a, ok({"127.0.0.2"}));
   }
   std::vector<std::unique_ptr<Check>> checks(const Config& config) {
-    Env env{&clock_, &dns_, nullptr, &metrics_};
+    Env env{&clock_, &dns_, nullptr, &metrics_, {}};
     health_ = std::make_shared<DnsblHealth>(dns_, clock_, &metrics_);
     return make_dnsbl_checks(config, env, health_);
   }
@@ -257,7 +257,7 @@ TEST_F(DnsblFixture, NoClientAuthenticatedOrLoopbackQueriesNothing) {
 TEST_F(DnsblFixture, NoResolverNoChecks) {
   Config config;
   config.dnsbl = {list("bl", "bl.test")};
-  Env env{&clock_, nullptr, nullptr, &metrics_};
+  Env env{&clock_, nullptr, nullptr, &metrics_, {}};
   EXPECT_TRUE(make_dnsbl_checks(config, env).empty());
 }
 
@@ -381,5 +381,30 @@ TEST_F(DnsblFixture, HealthWithoutAnswerStaysUntrustedAndRetries) {
   EXPECT_EQ(run_check(*cs[0], "192.0.2.1").size(), 1u);
 }
 
+}  // namespace
+}  // namespace spamward
+
+namespace spamward {
+namespace {
+
+TEST_F(DnsblFixture, DaemonTestsEveryListAtStart) {
+  Config config;
+  config.dnsbl.push_back(list("good", "good.test"));
+  config.dnsbl.push_back(list("world", "world.test"));
+  healthy("good.test");
+  dns_.set("1.0.0.127.world.test", DnsType::a, ok({"127.0.0.2"}));  // lists the world
+  healthy("world.test");
+  Env env{&clock_, &dns_, nullptr, &metrics_, io_.get_executor()};
+  health_ = std::make_shared<DnsblHealth>(dns_, clock_, &metrics_);
+  auto made = make_dnsbl_checks(config, env, health_);
+  ASSERT_EQ(made.size(), 2u);
+  // No mail yet: the tests started with the checks and finish on the loop by themselves.
+  EXPECT_FALSE(health_->last(0));
+  drain();
+  ASSERT_TRUE(health_->last(0));
+  ASSERT_TRUE(health_->last(1));
+  EXPECT_TRUE(health_->enabled(0));
+  EXPECT_FALSE(health_->enabled(1));
+}
 }  // namespace
 }  // namespace spamward

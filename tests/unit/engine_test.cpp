@@ -90,7 +90,7 @@ Transaction rcpt_tx(const char* ip = "192.0.2.1", const char* rcpt = "bob@exampl
 struct Harness {
   Metrics metrics;
   FakeClock clock;
-  Env env{&clock, nullptr, nullptr, &metrics};
+  Env env{&clock, nullptr, nullptr, &metrics, {}};
   std::vector<std::unique_ptr<Check>> checks;
   Config config = test_config();
 
