@@ -3,6 +3,7 @@
 // GCC 12 coroutine bug (PR 100611): every co_await below awaits a named variable, never a
 // temporary built in the same expression.
 #include "auth/spf.h"
+#include "core/strings.h"
 
 #include <ctime>
 #include <utility>
@@ -14,14 +15,6 @@ namespace spamward {
 namespace {
 
 namespace asio = boost::asio;
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
 
 // RFC 7208 §4.3: a <domain> we may evaluate at all. Malformed names and single labels give
 // "none" without a query; so do address literals ("[192.0.2.1]"), which are not names.
@@ -144,7 +137,7 @@ asio::awaitable<std::vector<std::string>> validated_names(Session& s, const std:
 // %{p} for the current domain (§7.3): a validated name equal to the domain, else one under it,
 // else any validated name, else "unknown".
 std::string pick_validated(const std::vector<std::string>& names, const std::string& domain) {
-  std::string d = lower(domain);
+  std::string d = to_lower(domain);
   if (!d.empty() && d.back() == '.') d.pop_back();
   for (const auto& n : names) {
     if (n == d) return n;
@@ -347,7 +340,7 @@ asio::awaitable<SpfResult> evaluate(Session& s, std::string domain, int depth, b
   }
   if (!valid_check_domain(domain)) co_return make(SpfCode::none, domain, "malformed domain");
   if (domain.back() == '.') domain.pop_back();
-  std::string name = lower(domain);
+  std::string name = to_lower(domain);
 
   auto txt_query = s.dns.query(name, DnsType::txt);
   DnsAnswer txt = co_await std::move(txt_query);

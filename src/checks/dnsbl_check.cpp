@@ -1,4 +1,5 @@
 #include "checks/dnsbl_check.h"
+#include "core/strings.h"
 
 #include <spdlog/spdlog.h>
 #include <chrono>
@@ -11,15 +12,6 @@ namespace spamward {
 namespace {
 
 constexpr Duration kAlertLogInterval = std::chrono::minutes(1);
-
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) {
-    if (!out.empty()) out += ',';
-    out += s;
-  }
-  return out;
-}
 
 class DnsblCheck final : public Check {
  public:

@@ -1,4 +1,5 @@
 #include "checks/dnsbl_health.h"
+#include "core/strings.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
@@ -48,15 +49,6 @@ asio::awaitable<void> query_into(Resolver& resolver, std::string name, std::shar
   }
   p->answers[k] = std::move(answer);
   if (--p->left == 0) p->done.cancel();
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) {
-    if (!out.empty()) out += ',';
-    out += s;
-  }
-  return out;
 }
 
 std::string status_text(DnsAnswer::Status s) {

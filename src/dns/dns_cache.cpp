@@ -1,5 +1,7 @@
 #include "dns/dns_cache.h"
 
+#include "core/strings.h"
+
 #include <algorithm>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -12,11 +14,7 @@ namespace asio = boost::asio;
 
 std::string dns_canonical_name(std::string_view name) {
   if (!name.empty() && name.back() == '.') name.remove_suffix(1);
-  std::string out(name);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
+  return to_lower(name);
 }
 
 const char* to_string(DnsType type) {

@@ -22,14 +22,6 @@ std::string_view to_string(Stage s) {
   return "?";
 }
 
-std::string to_lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-    return static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  });
-  return out;
-}
-
 std::string domain_of(std::string_view address) {
   auto at = address.rfind('@');
   if (at == std::string_view::npos) return "";

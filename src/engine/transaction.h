@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/ip_address.h"
+#include "core/strings.h"
 
 namespace spamward {
 
@@ -49,6 +50,5 @@ struct Transaction {
 
 // "user@Example.ORG" -> "example.org"; "" when there is no '@'.
 std::string domain_of(std::string_view address);
-std::string to_lower(std::string_view s);
 
 }  // namespace spamward

@@ -1,5 +1,6 @@
 // The only translation unit that includes Boost.Beast (it is heavy to compile).
 #include "server/http_server.h"
+#include "core/strings.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -116,14 +117,6 @@ std::string peer_text(const Protocol::socket& socket) {
   return "?";
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-  }
-  return out;
-}
-
 auto log_exceptions(const char* what) {
   return [what](std::exception_ptr e) {
     if (!e) return;
@@ -230,7 +223,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
     r.body = req.body();
     for (const auto& field : req) {
       std::string name =
-          lower(std::string_view(field.name_string().data(), field.name_string().size()));
+          to_lower(std::string_view(field.name_string().data(), field.name_string().size()));
       std::string value(field.value());
       auto [it, inserted] = r.headers.emplace(name, value);
       if (!inserted) it->second += ", " + value;

@@ -1,4 +1,5 @@
 #include "state/admin_lists.h"
+#include "core/strings.h"
 
 #include <spdlog/spdlog.h>
 
@@ -15,14 +16,6 @@ namespace {
 
 constexpr std::string_view kGenerationTable = "admin_lists";
 constexpr std::string_view kGenerationKey = "generation";
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
-  }
-  return out;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -63,7 +56,7 @@ std::optional<std::string> valid_domain(std::string_view domain, std::string& wh
     }
     start = dot + 1;
   }
-  return lower(domain);
+  return to_lower(domain);
 }
 
 bool valid_local_part(std::string_view local) {
@@ -124,14 +117,14 @@ ListEntryKey parse_list_entry(std::string_view raw) {
           "commas or angle brackets");
     }
     key.type = ListEntryKey::Type::address;
-    key.text = lower(local) + "@" + *domain;
+    key.text = to_lower(local) + "@" + *domain;
     return key;
   }
   auto prefix = Prefix::parse(entry);
   if (!prefix) {
     std::string why;
     if (valid_domain(entry, why)) {
-      throw fail("not an address or CIDR; a sender domain is written @" + lower(entry));
+      throw fail("not an address or CIDR; a sender domain is written @" + to_lower(entry));
     }
     throw fail("expected an address, a CIDR, @domain or user@domain");
   }
@@ -282,7 +275,7 @@ std::optional<std::string> AdminLists::match_sender(ListKind kind, std::string_v
   auto snap = snapshot();
   const auto& senders = snap->of(kind).senders;
   if (senders.empty()) return std::nullopt;
-  std::string address = lower(sender);
+  std::string address = to_lower(sender);
   if (senders.contains(address)) return address;
   std::string domain = address.substr(at);
   if (!domain.empty() && domain.back() == '.') domain.pop_back();

@@ -3,6 +3,7 @@
 #include "core/duration.h"
 #include "core/ip_address.h"
 #include "core/metrics.h"
+#include "core/strings.h"
 
 using namespace spamward;
 
@@ -120,4 +121,12 @@ TEST(Metrics, HandlesUpdateTheSameSeries) {
   Metrics::CounterHandle empty;
   empty.inc();  // a default handle is a no-op, not a crash
   EXPECT_FALSE(empty);
+}
+
+TEST(Strings, ToLowerIsAsciiOnly) {
+  EXPECT_EQ(to_lower("Example.ORG"), "example.org");
+  EXPECT_EQ(to_lower("\xC3\x84-X"), "\xC3\x84-x");  // UTF-8 bytes stay as they are
+  EXPECT_EQ(join({"a", "b", "c"}), "a,b,c");
+  EXPECT_EQ(join({}, ";"), "");
+  EXPECT_EQ(join({"x", "y"}, ", "), "x, y");
 }
