@@ -1,7 +1,6 @@
 // `spamward check`: score SMTP facts (and, once the content path lands, messages) with the
 // configured checks, exactly as the daemon would, without changing any state: the store is
 // opened only if it exists, and the checks only read it.
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <filesystem>
 #include <iostream>
@@ -9,6 +8,7 @@
 
 #include "checks/registry.h"
 #include "cli/commands.h"
+#include "cli/run_to_completion.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "dns/cares_resolver.h"
@@ -103,19 +103,12 @@ int cmd_check(const CheckOptions& options) {
   auto body = [&]() -> boost::asio::awaitable<void> {
     auto evaluation = engine.evaluate(tx);  // named first: GCC PR 100611
     verdict = co_await std::move(evaluation);
-    io.stop();  // a check that missed the deadline must not hold the answer back
   };
-  auto task = body();
-  std::exception_ptr failure;
-  boost::asio::co_spawn(io, std::move(task), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  if (failure) {
-    try {
-      std::rethrow_exception(failure);
-    } catch (const std::exception& e) {
-      std::cerr << "spamward: check: " << e.what() << "\n";
-      return 1;
-    }
+  try {
+    run_to_completion(io, body());
+  } catch (const std::exception& e) {
+    std::cerr << "spamward: check: " << e.what() << "\n";
+    return 1;
   }
 
   if (options.json) {

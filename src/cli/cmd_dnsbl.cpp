@@ -3,12 +3,12 @@
 // Output, per list: "dnsbl NAME (ZONE): healthy|broken|listing-everything", then one
 // indented line per test query with the answer seen. Exit 0 when every list is healthy,
 // 1 when one is not, 2 for a bad config.
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <iostream>
 
 #include "checks/dnsbl_health.h"
 #include "cli/commands.h"
+#include "cli/run_to_completion.h"
 #include "core/config.h"
 #include "dns/cares_resolver.h"
 
@@ -51,16 +51,10 @@ int cmd_dnsbl_health(const std::string& config_path) {
       }
     }
   };
-  auto task = body();
-  std::exception_ptr failure;
-  boost::asio::co_spawn(io, std::move(task), [&](std::exception_ptr e) { failure = e; });
-  io.run();
-  if (failure) {
-    try {
-      std::rethrow_exception(failure);
-    } catch (const std::exception& e) {
-      std::cerr << "spamward: dnsbl health: " << e.what() << "\n";
-    }
+  try {
+    run_to_completion(io, body());
+  } catch (const std::exception& e) {
+    std::cerr << "spamward: dnsbl health: " << e.what() << "\n";
     return 1;
   }
   return all_healthy ? 0 : 1;
