@@ -10,17 +10,14 @@
 
 #include "checks/admin_lists_check.h"
 #include "state/admin_lists.h"
+#include "test_support.h"
 
 using namespace spamward;
 using namespace std::chrono_literals;
 
 namespace {
 
-IpAddress ip(const char* text) {
-  auto a = IpAddress::parse(text);
-  if (!a) throw std::invalid_argument(text);
-  return *a;
-}
+using namespace spamward::test;
 
 // ---- Entries ----
 

@@ -9,22 +9,12 @@
 #include "checks/dnsbl_health.h"
 #include "core/symbol.h"
 #include "dns/dnsbl.h"
+#include "test_support.h"
 
 namespace spamward {
 namespace {
 
-IpAddress ip(const char* text) {
-  auto a = IpAddress::parse(text);
-  if (!a) throw std::invalid_argument(text);
-  return *a;
-}
-
-DnsAnswer ok(std::vector<std::string> records) {
-  return {DnsAnswer::Status::ok, std::move(records), 300};
-}
-DnsAnswer timeout() {
-  return {DnsAnswer::Status::timeout, {}, 0};
-}
+using namespace spamward::test;
 
 ListConfig list(const char* name, const char* zone, double weight = 3.0, bool ipv6 = false) {
   ListConfig l;

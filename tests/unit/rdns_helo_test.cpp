@@ -12,20 +12,13 @@
 
 #include "checks/helo_check.h"
 #include "checks/rdns_check.h"
+#include "test_support.h"
 
 using namespace spamward;
 
 namespace {
 
-IpAddress ip(const char* text) {
-  auto a = IpAddress::parse(text);
-  if (!a) throw std::invalid_argument(text);
-  return *a;
-}
-
-DnsAnswer ok(std::vector<std::string> records) {
-  return {DnsAnswer::Status::ok, std::move(records), 300};
-}
+using namespace spamward::test;
 
 // Every query times out, as a dead DNS server's would.
 class TimeoutResolver final : public Resolver {
@@ -34,19 +27,6 @@ class TimeoutResolver final : public Resolver {
   boost::asio::awaitable<DnsAnswer> query(std::string, DnsType) override {
     ++queries;
     co_return DnsAnswer{DnsAnswer::Status::timeout, {}, 0};
-  }
-};
-
-// A FixtureResolver that counts queries and can time out selected names.
-class CountingResolver final : public Resolver {
- public:
-  FixtureResolver fixture;
-  int queries = 0;
-  boost::asio::awaitable<DnsAnswer> query(std::string name, DnsType type) override {
-    ++queries;
-    auto inner = fixture.query(std::move(name), type);
-    DnsAnswer a = co_await std::move(inner);
-    co_return a;
   }
 };
 

@@ -13,50 +13,13 @@
 #include "auth/spf_record.h"
 #include "checks/spf_check.h"
 #include "core/clock.h"
+#include "test_support.h"
 
 using namespace spamward;
 
 namespace {
 
-IpAddress ip(const char* text) {
-  auto a = IpAddress::parse(text);
-  if (!a) throw std::invalid_argument(text);
-  return *a;
-}
-
-template <typename T>
-T run_sync(boost::asio::awaitable<T> task) {
-  boost::asio::io_context io;
-  T result{};
-  std::exception_ptr error;
-  boost::asio::co_spawn(io, std::move(task), [&](std::exception_ptr e, T r) {
-    error = e;
-    result = std::move(r);
-  });
-  io.run();
-  if (error) std::rethrow_exception(error);
-  return result;
-}
-
-DnsAnswer ok(std::vector<std::string> records) {
-  return {DnsAnswer::Status::ok, std::move(records), 300};
-}
-DnsAnswer timeout() {
-  return {DnsAnswer::Status::timeout, {}, 0};
-}
-
-// A FixtureResolver that also counts queries, to check the limits really bound the work.
-class CountingResolver final : public Resolver {
- public:
-  FixtureResolver fixture;
-  int queries = 0;
-  boost::asio::awaitable<DnsAnswer> query(std::string name, DnsType type) override {
-    ++queries;
-    auto inner = fixture.query(std::move(name), type);
-    DnsAnswer a = co_await std::move(inner);
-    co_return a;
-  }
-};
+using namespace spamward::test;
 
 SpfResult check(Resolver& dns, const char* client, const std::string& mail_from,
                 const std::string& helo = "mx.client.example", SpfOptions options = {}) {
