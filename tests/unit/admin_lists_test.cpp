@@ -175,24 +175,17 @@ TEST(AdminListsLmdb, AnotherProcessChangeIsSeenWithinASecond) {
   options.path = tmpl + "/store";
   SystemClock clock;
   {
+    // `spamward deny add @spam.example`, forked before this process opens the store.
+    ChildProcess cli_process([&] {
+      auto s = open_lmdb_store(options, clock);
+      AdminLists cli(*s, clock);
+      cli.add(ListKind::deny, "@spam.example", "from the CLI");
+      return 0;
+    });
     auto store = open_lmdb_store(options, clock);
     AdminLists daemon(*store, clock);
     EXPECT_FALSE(daemon.match_sender(ListKind::deny, "x@spam.example"));
-    pid_t pid = fork();
-    if (pid == 0) {  // `spamward deny add @spam.example`
-      int rc = 1;
-      try {
-        auto s = open_lmdb_store(options, clock);
-        AdminLists cli(*s, clock);
-        cli.add(ListKind::deny, "@spam.example", "from the CLI");
-        rc = 0;
-      } catch (...) {
-      }
-      _exit(rc);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ASSERT_EQ(cli_process.run(), 0);
     auto start = std::chrono::steady_clock::now();
     while (!daemon.match_sender(ListKind::deny, "x@spam.example")) {
       ASSERT_LT(std::chrono::steady_clock::now() - start, 1s) << "change not seen";

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "state/store.h"
+#include "test_support.h"
 
 using namespace spamward;
 using namespace std::chrono_literals;
@@ -338,36 +339,19 @@ TEST_F(LmdbStore, TwoStoresOnOnePathSeeEachOthersWrites) {
   EXPECT_EQ(b->get("allow", "k"), "v");
 }
 
-// Runs `child` in a forked process; returns its exit status (0 = success).
-template <typename F>
-int in_child_process(F child) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int rc = 1;
-    try {
-      rc = child();
-    } catch (...) {
-      rc = 99;
-    }
-    _exit(rc);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
 TEST_F(LmdbStore, AnotherProcessSeesFlushedWritesAndViceVersa) {
-  auto s = open();
-  EXPECT_EQ(s->get("t", "from-child"), std::nullopt);  // the table is missing in this process
-  s->put("t", "from-parent", "p");
-  s->flush();
-  int rc = in_child_process([this] {
+  spamward::test::ChildProcess child([this] {  // forked before this process opens the store
     auto c = open();
     if (c->get("t", "from-parent") != "p") return 3;
     c->put("t", "from-child", "c");
     c->flush();
     return 0;
   });
+  auto s = open();
+  EXPECT_EQ(s->get("t", "from-child"), std::nullopt);  // the table is missing in this process
+  s->put("t", "from-parent", "p");
+  s->flush();
+  int rc = child.run();
   ASSERT_EQ(rc, 0);
   EXPECT_EQ(s->get("t", "from-child"), "c");  // with no reopen
   EXPECT_EQ(scan_all(*s, "t", ""), (Entries{{"from-child", "c"}, {"from-parent", "p"}}));
