@@ -37,16 +37,6 @@ std::optional<IpAddress> parse_literal(std::string_view s) {
   return IpAddress::parse(inner);
 }
 
-Symbol make_symbol(std::string_view name, std::string detail) {
-  Symbol s;
-  s.name = std::string(name);
-  s.family = Family::rfc;
-  const SymbolInfo* info = find_symbol(s.name);
-  s.score = info ? info->default_score : 0.0;
-  s.detail = std::move(detail);
-  return s;
-}
-
 // What the HELO is, decided without I/O.
 struct HeloFacts {
   std::vector<Symbol> symbols;
@@ -96,7 +86,7 @@ class HeloCheck final : public Check {
     DnsAnswer answer = co_await std::move(lookup);
     if (answer.status == DnsAnswer::Status::nxdomain) {
       facts.symbols.push_back(
-          make_symbol("HELO_NO_RESOLVE", printable(facts.lookup_name) + ": NXDOMAIN"));
+          known_symbol("HELO_NO_RESOLVE", printable(facts.lookup_name) + ": NXDOMAIN"));
     }
     co_return std::move(facts.symbols);
   }
@@ -120,15 +110,15 @@ class HeloCheck final : public Check {
       address = parse_literal(helo);
       if (!address) {
         out.push_back(
-            make_symbol("HELO_NOT_FQDN", printable(helo) + ": malformed address literal"));
+            known_symbol("HELO_NOT_FQDN", printable(helo) + ": malformed address literal"));
         return facts;
       }
     } else if ((address = IpAddress::parse(helo))) {
-      out.push_back(make_symbol("HELO_BARE_IP", printable(helo) + ": address not in [brackets]"));
+      out.push_back(known_symbol("HELO_BARE_IP", printable(helo) + ": address not in [brackets]"));
     }
     if (address) {
       if (!client_is_us && is_ours(*address)) {
-        out.push_back(make_symbol("HELO_FORGED", printable(helo) + ": one of our addresses"));
+        out.push_back(known_symbol("HELO_FORGED", printable(helo) + ": one of our addresses"));
       }
       return facts;
     }
@@ -138,12 +128,12 @@ class HeloCheck final : public Check {
     bool forged = false;
     if (!client_is_us &&
         std::find(our_hostnames_.begin(), our_hostnames_.end(), name) != our_hostnames_.end()) {
-      out.push_back(make_symbol("HELO_FORGED", printable(helo) + ": one of our names"));
+      out.push_back(known_symbol("HELO_FORGED", printable(helo) + ": one of our names"));
       forged = true;
     }
     if (!is_fqdn_hostname(name)) {
       out.push_back(
-          make_symbol("HELO_NOT_FQDN", printable(helo) + ": not a fully qualified host name"));
+          known_symbol("HELO_NOT_FQDN", printable(helo) + ": not a fully qualified host name"));
       return facts;
     }
     // A forged name is likely ours and resolves; the lookup would add nothing useful.

@@ -168,27 +168,13 @@ bool is_bracketed_or_unknown(std::string_view s) {
   return s.empty() || s == "unknown" || s.front() == '[';
 }
 
-Symbol make_symbol(std::string_view name, std::string detail, double cap = -1.0) {
-  Symbol s;
-  s.name = std::string(name);
-  s.family = Family::rfc;
-  const SymbolInfo* info = find_symbol(s.name);
-  s.score = info ? info->default_score : 0.0;
-  if (cap >= 0.0) {
-    s.score = std::min(s.score, cap);
-    s.max_score = cap;  // holds against [scores] overrides too
-  }
-  s.detail = std::move(detail);
-  return s;
-}
-
 void add_dynamic(std::vector<Symbol>& out, const std::string& name, const IpAddress& address) {
   std::string reason = dynamic_name_reason(name, address);
-  if (!reason.empty()) out.push_back(make_symbol("RDNS_DYNAMIC", name + ": " + reason));
+  if (!reason.empty()) out.push_back(known_symbol("RDNS_DYNAMIC", name + ": " + reason));
 }
 
 Symbol rdns_none(const IpAddress& address, std::string detail) {
-  return make_symbol("RDNS_NONE", std::move(detail), address.is_v6() ? kRdnsNoneV6MaxScore : -1.0);
+  return known_symbol("RDNS_NONE", std::move(detail), address.is_v6() ? kRdnsNoneV6MaxScore : -1.0);
 }
 
 // What the MTA's facts decide, or nullopt when they are absent and a lookup is needed.
@@ -202,8 +188,9 @@ std::optional<std::vector<Symbol>> from_mta_facts(const Transaction& tx, const I
       return out;
     }
     if (is_bracketed_or_unknown(client_name)) {
-      out.push_back(make_symbol("FCRDNS_MISMATCH", "MTA: PTR " + reverse + " does not resolve to " +
-                                                       address.to_string()));
+      out.push_back(
+          known_symbol("FCRDNS_MISMATCH",
+                       "MTA: PTR " + reverse + " does not resolve to " + address.to_string()));
       add_dynamic(out, reverse, address);
       return out;
     }
@@ -278,8 +265,8 @@ class RdnsCheck final : public Check {
     }
     if (confirmed.empty() && all_answered) {
       out.push_back(
-          make_symbol("FCRDNS_MISMATCH",
-                      "PTR " + names.front() + " does not resolve to " + address.to_string()));
+          known_symbol("FCRDNS_MISMATCH",
+                       "PTR " + names.front() + " does not resolve to " + address.to_string()));
     }
     add_dynamic(out, confirmed.empty() ? names.front() : confirmed, address);
     co_return out;

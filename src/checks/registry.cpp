@@ -4,6 +4,7 @@
 #include "checks/dnsbl_check.h"
 #include "checks/helo_check.h"
 #include "checks/rdns_check.h"
+#include "checks/reputation_check.h"
 #include "checks/spf_check.h"
 #include "state/admin_lists.h"
 
@@ -11,6 +12,8 @@ namespace spamward {
 
 std::vector<std::unique_ptr<Check>> make_checks(const Config& config, const Env& env) {
   std::vector<std::unique_ptr<Check>> checks;
+  // The ban check first: it is the first thing a connection meets (issue 4).
+  if (auto reputation = make_reputation_check(env)) checks.push_back(std::move(reputation));
   if (env.store && env.clock) {
     auto lists = std::make_shared<AdminLists>(*env.store, *env.clock);
     for (auto& c : make_admin_list_checks(lists)) checks.push_back(std::move(c));
@@ -22,7 +25,7 @@ std::vector<std::unique_ptr<Check>> make_checks(const Config& config, const Env&
   // rDNS and HELO always exist: they use the MTA's facts, and DNS only when there is a resolver.
   checks.push_back(make_rdns_check(env));
   checks.push_back(make_helo_check(env, config.network.our_names));
-  (void)config;  // DNSBL, rDNS/HELO, greylisting, reputation... register here as they land.
+  // Greylisting is not a check: it depends on the score (engine/greylist_gate.h).
   return checks;
 }
 

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "dns/cares_resolver.h"
 #include "engine/engine.h"
+#include "state/reputation.h"
 #include "state/store.h"
 
 namespace spamward::cli {
@@ -97,7 +98,19 @@ int cmd_check(const CheckOptions& options) {
     return 1;
   }
   Env env{&clock, resolver.get(), store.get(), &metrics, {}};  // no loop work: one-shot
-  Engine engine(config, env, make_checks(*config, env));
+  // `check` never changes state: bans are read, greylisting only peeks.
+  std::unique_ptr<Reputation> reputation;
+  if (store) reputation = std::make_unique<Reputation>(*store, clock, config->reputation);
+  env.reputation = reputation.get();
+  env.read_only = true;
+  std::unique_ptr<Engine> engine_ptr;
+  try {
+    engine_ptr = std::make_unique<Engine>(config, env, make_checks(*config, env));
+  } catch (const ConfigError& e) {
+    std::cerr << "spamward: config error: " << e.what() << "\n";
+    return 2;
+  }
+  Engine& engine = *engine_ptr;
 
   Verdict verdict;
   auto body = [&]() -> boost::asio::awaitable<void> {

@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "core/config.h"
+#include "engine/greylist_gate.h"
 
 namespace spamward::cli {
 
@@ -23,7 +24,8 @@ std::string resolve_config_path(const std::string& given) {
 
 int cmd_config_check(const std::string& config_path) {
   try {
-    load_config(config_path);
+    Config config = load_config(config_path);
+    load_greylist_compat(config);  // the compatibility list is part of the configuration
   } catch (const ConfigError& e) {
     std::cerr << "spamward: config error: " << e.what() << "\n";
     return 2;

@@ -18,8 +18,10 @@
 #include "core/log.h"
 #include "dns/cares_resolver.h"
 #include "engine/engine.h"
+#include "ips/exporter.h"
 #include "server/http_server.h"
 #include "server/policy_server.h"
+#include "state/reputation.h"
 #include "state/store.h"
 
 namespace spamward::cli {
@@ -99,9 +101,46 @@ int cmd_serve(const std::string& config_path) {
     spdlog::critical("cannot start the DNS resolver: {}", e.what());
     return 1;
   }
+  // Reputation and the ban exports outlive config reloads: the ban snapshot is theirs.
+  Reputation reputation(*store, clock, config->reputation);
+  ExportService exports(reputation, clock, &metrics, config->ips);
+  reputation.on_change([&exports] { exports.notify(); });
+  struct DetachExports {  // runs before `exports` is destroyed: no callback into a dead object
+    Reputation& reputation;
+    ~DetachExports() { reputation.on_change({}); }
+  } detach_exports{reputation};
+  exports.start();
+
   Env env{&clock, resolver.get(), store.get(), &metrics, io.get_executor()};
-  auto engine = std::make_shared<Engine>(config, env, make_checks(*config, env));
+  env.reputation = &reputation;
+  std::shared_ptr<Engine> engine;
+  try {
+    engine = std::make_shared<Engine>(config, env, make_checks(*config, env));
+  } catch (const ConfigError& e) {
+    std::cerr << "spamward: config error: " << e.what() << "\n";
+    return 2;
+  }
   EngineSource engine_source = [&engine] { return engine; };
+
+  // Table sizes for the dashboard and alerts (DESIGN §3.7), refreshed every 10 s.
+  metrics.describe("spamward_state_entries", Metrics::Type::gauge,
+                   "Live entries per state table (greylist, greylist_net, ban, offence)");
+  boost::asio::steady_timer table_gauges(io);
+  std::function<void()> update_table_gauges = [&] {
+    for (std::string_view table : {"greylist", "greylist_net", "ban", "offence"}) {
+      try {
+        metrics.set("spamward_state_entries", {{"table", std::string(table)}},
+                    static_cast<double>(store->count(table)));
+      } catch (const StoreError& e) {
+        spdlog::warn("cannot count table {}: {}", table, e.what());
+      }
+    }
+    table_gauges.expires_after(std::chrono::seconds(10));
+    table_gauges.async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) update_table_gauges();
+    });
+  };
+  update_table_gauges();
 
   std::unique_ptr<PolicyServer> policy;
   std::unique_ptr<HttpServer> http;
@@ -161,8 +200,11 @@ int cmd_serve(const std::string& config_path) {
         if (fresh->log.format != config->log.format || fresh->log.file != config->log.file) {
           setup_logging(fresh->log);
         }
+        auto fresh_engine = std::make_shared<Engine>(fresh, env, make_checks(*fresh, env));
         config = fresh;
-        engine = std::make_shared<Engine>(config, env, make_checks(*config, env));
+        engine = std::move(fresh_engine);
+        reputation.reconfigure(config->reputation);
+        exports.reconfigure(config->ips);
         spdlog::info("config reloaded from {}", config_path);
       } catch (const ConfigError& e) {
         spdlog::error("config reload refused, the old config stays in force: {}", e.what());
@@ -180,6 +222,7 @@ int cmd_serve(const std::string& config_path) {
     if (ec) return;
     spdlog::info("signal {}: stopping", signo);
     reload_signals.cancel();
+    table_gauges.cancel();
     if (policy) policy->stop();
     if (http) http->stop();
     // Requests in progress get up to 5 s to finish; the loop stops as soon as the policy

@@ -641,24 +641,28 @@ void Loader::lists(const toml::node& n, const std::string& path, const char* sym
 }
 
 void Loader::greylist(const toml::node& n, const std::string& path, GreylistConfig& out) const {
-  Seen seen = walk(
-      table(n, path), path,
-      {{"mode",
-        [&](auto& v, auto& k) {
-          out.mode = choice(v, k, {"selective", "always", "off"});
-        }},
-       // 0 is allowed: the first attempt is still deferred, any retry passes.
-       {"min_delay", [&](auto& v, auto& k) { out.min_delay = duration(v, k, Duration(0)); }},
-       {"max_wait", [&](auto& v, auto& k) { out.max_wait = duration(v, k, Duration(1)); }},
-       {"auto_allow_after",
-        [&](auto& v, auto& k) { out.auto_allow_after = integer(v, k, 1, 1'000'000); }},
-       {"auto_allow_ttl",
-        [&](auto& v, auto& k) { out.auto_allow_ttl = duration(v, k, Duration(1)); }},
-       {"hammering", [&](auto& v, auto& k) { out.hammering = integer(v, k, 1, 1'000'000); }},
-       {"ipv4_prefix",
-        [&](auto& v, auto& k) { out.ipv4_prefix = static_cast<int>(integer(v, k, 1, 32)); }},
-       {"ipv6_prefix",
-        [&](auto& v, auto& k) { out.ipv6_prefix = static_cast<int>(integer(v, k, 1, 128)); }}});
+  Seen seen =
+      walk(table(n, path), path,
+           {{"mode",
+             [&](auto& v, auto& k) {
+               out.mode = choice(v, k, {"selective", "always", "off"});
+             }},
+            // 0 is allowed: the first attempt is still deferred, any retry passes.
+            {"min_delay", [&](auto& v, auto& k) { out.min_delay = duration(v, k, Duration(0)); }},
+            {"max_wait", [&](auto& v, auto& k) { out.max_wait = duration(v, k, Duration(1)); }},
+            {"auto_allow_after",
+             [&](auto& v, auto& k) { out.auto_allow_after = integer(v, k, 1, 1'000'000); }},
+            {"auto_allow_ttl",
+             [&](auto& v, auto& k) { out.auto_allow_ttl = duration(v, k, Duration(1)); }},
+            {"hammering", [&](auto& v, auto& k) { out.hammering = integer(v, k, 1, 1'000'000); }},
+            {"ipv4_prefix",
+             [&](auto& v, auto& k) { out.ipv4_prefix = static_cast<int>(integer(v, k, 1, 32)); }},
+            {"ipv6_prefix",
+             [&](auto& v, auto& k) { out.ipv6_prefix = static_cast<int>(integer(v, k, 1, 128)); }},
+            {"compat_list", [&](auto& v, auto& k) {
+               out.compat_list = string(v, k);
+               out.compat_list_line = line_of(v);
+             }}});
   if (out.max_wait <= out.min_delay) {
     bool blame_max = seen.count("max_wait") &&
                      (!seen.count("min_delay") || seen["max_wait"] > seen["min_delay"]);

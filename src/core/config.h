@@ -99,6 +99,11 @@ struct GreylistConfig {
   int64_t hammering = 10;
   int ipv4_prefix = 24;
   int ipv6_prefix = 64;
+  // The compatibility allow-list (senders known to retry from pools or badly): empty means
+  // the list shipped in config/greylist-compat.txt, compiled in. compat_list_line is the
+  // config line of the key, for errors found when the file is read.
+  std::string compat_list;
+  int64_t compat_list_line = 0;
 };
 
 struct ReputationConfig {

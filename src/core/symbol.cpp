@@ -96,4 +96,18 @@ const SymbolInfo* find_symbol(std::string_view name) {
   return it == all.end() ? nullptr : &*it;
 }
 
+Symbol known_symbol(std::string_view name, std::string detail, double cap) {
+  Symbol s;
+  s.name = std::string(name);
+  const SymbolInfo* info = find_symbol(s.name);
+  s.score = info ? info->default_score : 0.0;
+  s.family = info ? info->family : Family::rfc;
+  if (cap >= 0.0) {
+    s.score = std::min(s.score, cap);
+    s.max_score = cap;  // holds against [scores] overrides too
+  }
+  s.detail = std::move(detail);
+  return s;
+}
+
 }  // namespace spamward

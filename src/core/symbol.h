@@ -47,4 +47,8 @@ const std::vector<SymbolInfo>& known_symbols();
 std::string list_symbol_name(std::string_view prefix, std::string_view list_name);
 const SymbolInfo* find_symbol(std::string_view name);
 
+// A symbol of the known table with its default score and family (an unknown name gets score
+// 0, family rfc). `cap` >= 0 sets max_score and caps the score.
+Symbol known_symbol(std::string_view name, std::string detail, double cap = -1.0);
+
 }  // namespace spamward

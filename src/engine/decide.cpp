@@ -145,10 +145,16 @@ Verdict decide(const Config& config, std::vector<Symbol> symbols, const Decision
         fmt::format("score {:.2f} >= reject {:.2f} with {} families ({}): {}", v.score,
                     actions.reject, family_count, families_text(v.families), top_symbols(symbols));
     v.reply_text = "Message refused as spam (" + top_symbols(symbols) + ")";
-  } else if (v.score >= actions.greylist && facts.greylist_applies) {
+  } else if (facts.greylist_applies) {
+    // The gate decided (selective: the score reached the threshold; always: every new
+    // triplet). Above reject without enough families, a deferral still beats tagging: it is
+    // temporary and costs a spammer the retry.
     v.action = Action::greylist;
-    v.reason = fmt::format("score {:.2f} >= greylist {:.2f}: new triplet deferred", v.score,
-                           actions.greylist);
+    v.reason =
+        v.score >= actions.greylist
+            ? fmt::format("score {:.2f} >= greylist {:.2f}: new triplet deferred", v.score,
+                          actions.greylist)
+            : fmt::format("score {:.2f}: new triplet deferred ([greylist] mode always)", v.score);
   } else if (v.score >= actions.tag) {
     v.action = Action::tag;
     if (v.score >= actions.reject) {
@@ -163,8 +169,11 @@ Verdict decide(const Config& config, std::vector<Symbol> symbols, const Decision
     v.reason = fmt::format("score {:.2f} below thresholds", v.score);
   }
 
-  // Mail to exempt recipients (postmaster@, abuse@) is never refused except by a ban.
-  if (facts.exempt && v.action >= Action::greylist && v.standalone != Standalone::ban) {
+  // Mail to exempt recipients (postmaster@, abuse@) is never refused except by a ban. A
+  // greylisting deferral is not a refusal: the gate never greylists an exempt recipient's
+  // triplet, and when another recipient of the same message was deferred, the message waits
+  // as a whole and reaches every recipient after the retry.
+  if (facts.exempt && v.action >= Action::tempfail && v.standalone != Standalone::ban) {
     v.action = v.score >= actions.tag ? Action::tag : Action::accept;
     v.standalone = Standalone::none;
     v.reply_text.clear();

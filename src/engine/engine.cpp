@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 
+#include "core/duration.h"
 #include "engine/decision_log.h"
 
 namespace spamward {
@@ -65,6 +66,7 @@ Engine::Engine(std::shared_ptr<const Config> config, Env env,
                std::vector<std::unique_ptr<Check>> checks)
     : config_(std::move(config)), env_(env) {
   for (auto& c : checks) checks_.push_back(std::shared_ptr<Check>(std::move(c)));
+  greylist_ = std::make_unique<GreylistGate>(*config_, env_, load_greylist_compat(*config_));
   if (Metrics* m = env_.metrics) {
     describe_metrics(*m);
     // Series resolved once: the hot path must not build label strings per request.
@@ -83,6 +85,7 @@ Engine::Engine(std::shared_ptr<const Config> config, Env env,
       decisions_.push_back(
           m->counter("spamward_decisions_total", {{"action", std::string(to_string(a))}}));
     }
+    greylist_failopen_ = m->counter("spamward_failopen_total", {{"check", "greylist"}});
   } else {
     check_latency_.resize(checks_.size());
     check_failopen_.resize(checks_.size());
@@ -92,6 +95,39 @@ Engine::Engine(std::shared_ptr<const Config> config, Env env,
 }
 
 Engine::~Engine() = default;
+
+void Engine::record_behaviour(const Transaction& tx, const Verdict& verdict,
+                              EvaluationState& state) {
+  Reputation* reputation = env_.reputation;
+  if (!reputation || env_.read_only || !tx.client_address) return;
+  try {
+    if (verdict.action == Action::reject && verdict.standalone == Standalone::none &&
+        !verdict.dry_run && !state.offence_recorded) {
+      // Refused as spam: an offence (DESIGN §1 principle 2). Monitor-only mode never bans.
+      state.offence_recorded = true;
+      Ban ban = reputation->record_offence(*tx.client_address, OffenceKind::spam,
+                                           fmt::format("score {:.2f}", verdict.score));
+      spdlog::info("reputation: offence by {} (refused as spam, score {:.2f}); banned for {}{}",
+                   tx.client_address->to_string(), verdict.score,
+                   format_duration(Duration(ban.until - ban.since)), ban.permanent ? " (5xx)" : "");
+      return;
+    }
+    bool passed_greylisting =
+        std::any_of(verdict.symbols.begin(), verdict.symbols.end(), [](const Symbol& s) {
+          return s.name == "GREYLIST_PASSED" || s.name == "GREYLIST_AUTO_ALLOWED";
+        });
+    bool clean = verdict.action == Action::accept && verdict.standalone == Standalone::none &&
+                 verdict.score < config_->actions.greylist && tx.stage >= Stage::rcpt &&
+                 std::none_of(verdict.symbols.begin(), verdict.symbols.end(),
+                              [](const Symbol& s) { return s.name == "ALLOWLIST"; });
+    if ((clean || passed_greylisting) && !state.clean_noted) {
+      state.clean_noted = true;
+      reputation->note_clean(*tx.client_address);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("reputation: cannot record for {}: {}", tx.client_address->to_string(), e.what());
+  }
+}
 
 asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx) {
   EvaluationState state;
@@ -242,7 +278,29 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
     facts.failed_checks = state.failed;
   }
 
+  // Greylisting depends on the score, so it comes after the checks (greylist_gate.h).
+  std::string greylist_reply;
+  if (!trusted && greylist_ && config.greylist.mode != "off") {
+    try {
+      Verdict provisional = decide(config, symbols, facts);
+      GreylistDecision grey = greylist_->apply(
+          tx, tx.spf_pass_domain.empty() ? state.spf_pass_domain : tx.spf_pass_domain, symbols,
+          provisional.score, provisional.action >= Action::tempfail, state.greylist);
+      symbols.insert(symbols.end(), grey.symbols.begin(), grey.symbols.end());
+      facts.greylist_applies = grey.defer;
+      greylist_reply = std::move(grey.reply_text);
+    } catch (const std::exception& e) {
+      // Fail open: no greylisting for this transaction (DESIGN §1).
+      spdlog::warn("greylisting failed: {} (id={}); failing open", e.what(), tx.id);
+      greylist_failopen_.inc();
+      facts.failed_checks.push_back("greylist");
+    }
+  }
+
   Verdict verdict = decide(config, std::move(symbols), facts);
+  if (verdict.action == Action::greylist && !greylist_reply.empty())
+    verdict.reply_text = std::move(greylist_reply);
+  if (!trusted) record_behaviour(tx, verdict, state);
 
   std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
   stage_latency_[static_cast<size_t>(tx.stage)].observe(took.count());

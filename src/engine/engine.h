@@ -2,6 +2,11 @@
 // symbols, and turns the sum into a Verdict by the rules of DESIGN §1 and §3.5. It is the
 // one place where scores become actions; protocol servers only translate its Verdict.
 //
+// After the checks, the greylist gate (engine/greylist_gate.h) decides whether the
+// transaction is greylisted; after the decision, a refusal as spam is recorded as a reputation
+// offence and clean mail is noted for the client's networks (never when Env::read_only; no
+// offence in dry-run mode).
+//
 // Per decision it writes one log line (DESIGN §3.7) and counts
 //   spamward_decisions_total{action}, spamward_symbol_hits_total{symbol},
 //   spamward_stage_seconds{stage} (histogram), spamward_check_seconds{check} (histogram),
@@ -23,6 +28,7 @@
 #include "core/verdict.h"
 #include "engine/check.h"
 #include "engine/env.h"
+#include "engine/greylist_gate.h"
 #include "engine/transaction.h"
 
 namespace spamward {
@@ -39,6 +45,9 @@ struct EvaluationState {
   std::vector<std::string> dkim_valid_domains;
   std::vector<std::string> failed;  // checks that failed open so far
   bool failed_lowering = false;     // one of them could only have lowered the score
+  GreylistProgress greylist;        // triplets attempted, and whether one was deferred
+  bool offence_recorded = false;    // a refusal as spam was recorded (once per transaction)
+  bool clean_noted = false;         // clean mail was noted for the client's networks
 };
 
 // The decision facts beyond symbols.
@@ -62,6 +71,7 @@ bool matches_exempt(const std::vector<std::string>& patterns, std::string_view r
 
 class Engine {
  public:
+  // Throws ConfigError when [greylist] compat_list cannot be read or parsed.
   Engine(std::shared_ptr<const Config> config, Env env, std::vector<std::unique_ptr<Check>> checks);
   ~Engine();
 
@@ -76,9 +86,13 @@ class Engine {
   const Env& env() const { return env_; }
 
  private:
+  void record_behaviour(const Transaction& tx, const Verdict& verdict, EvaluationState& state);
+
   std::shared_ptr<const Config> config_;
   Env env_;
   std::vector<std::shared_ptr<Check>> checks_;
+  std::unique_ptr<GreylistGate> greylist_;
+  Metrics::CounterHandle greylist_failopen_;
   // Metric series resolved at construction (indexed like checks_, Stage, Action).
   std::vector<Metrics::HistogramHandle> check_latency_;
   std::vector<Metrics::CounterHandle> check_failopen_;

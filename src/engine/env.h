@@ -7,6 +7,7 @@
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "dns/resolver.h"
+#include "state/reputation.h"
 #include "state/store.h"
 
 namespace spamward {
@@ -19,6 +20,12 @@ struct Env {
   // The daemon's event loop, for background work a check starts on its own (DNSBL health
   // tests at start). Empty in one-shot commands and most tests.
   boost::asio::any_io_executor executor;
+  // Offences and bans; outlives config reloads (the daemon owns it). Null: no reputation
+  // (bans are not checked, offences not recorded).
+  Reputation* reputation = nullptr;
+  // Never change state (`spamward check`, tests): greylisting only peeks, offences and clean
+  // mail are not recorded.
+  bool read_only = false;
 };
 
 }  // namespace spamward

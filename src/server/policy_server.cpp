@@ -115,6 +115,13 @@ struct Connection {
   bool closed = false;
   PolicyParser parser;
   std::string reply;
+  // Postfix sends every request of one message delivery over one connection, with one
+  // `instance` value; a new value means the previous delivery is over (SMTPD_POLICY_README).
+  // So the transaction's state (check results, greylisted recipients) lives here.
+  std::string instance;
+  std::shared_ptr<EvaluationState> state;
+  std::optional<IpAddress> state_client;
+  std::vector<std::string> accepted_recipients;  // RCPT answers that were not refusals
   std::array<char, kReadBufferSize> buffer;
 };
 
@@ -181,6 +188,28 @@ using detail::Listener;
 using detail::PolicyServerState;
 
 namespace {
+
+// Postfix accepts at most smtpd_recipient_limit (1000) recipients per message.
+constexpr size_t kMaxRememberedRecipients = 1000;
+
+// The evaluation state of the delivery `tx` belongs to: the connection's, while the instance
+// stays the same; a fresh one for a new instance or a request without one. At DATA and
+// END-OF-MESSAGE Postfix names the recipient only when there is exactly one, so the message's
+// recipients are the ones accepted at RCPT.
+std::shared_ptr<EvaluationState> transaction_state(Connection& c, Transaction& tx) {
+  if (tx.instance.empty()) return std::make_shared<EvaluationState>();
+  // A different client cannot be the same delivery, whatever the instance says (a test
+  // tool or a buggy client reusing one value).
+  if (!c.state || c.instance != tx.instance || c.state_client != tx.client_address) {
+    c.instance = tx.instance;
+    c.state_client = tx.client_address;
+    c.state = std::make_shared<EvaluationState>();
+    c.accepted_recipients.clear();
+  }
+  if (tx.stage > Stage::rcpt && tx.recipients.size() < c.accepted_recipients.size())
+    tx.recipients = c.accepted_recipients;
+  return c.state;
+}
 
 std::optional<asio::ip::tcp::endpoint> to_tcp(const generic_stream::endpoint& ep) {
   if (ep.protocol().family() != AF_INET && ep.protocol().family() != AF_INET6) return std::nullopt;
@@ -321,8 +350,12 @@ asio::awaitable<void> serve(std::shared_ptr<PolicyServerState> s, std::shared_pt
     try {
       if (s->engine) engine = s->engine();
       if (engine) {
-        auto evaluation = engine->evaluate(tx);
+        std::shared_ptr<EvaluationState> state = transaction_state(*c, tx);
+        auto evaluation = engine->evaluate(tx, *state);
         Verdict verdict = co_await std::move(evaluation);
+        if (tx.stage == Stage::rcpt && verdict.applied <= Action::tag && !tx.recipient.empty() &&
+            c->accepted_recipients.size() < kMaxRememberedRecipients)
+          c->accepted_recipients.push_back(tx.recipient);
         append_policy_reply(verdict, tx.stage, c->reply);
       } else {
         uint64_t suppressed = 0;

@@ -17,6 +17,12 @@
 //   Other connections are never affected: nothing here blocks the loop.
 // - Over max_connections, a new connection is accepted and closed at once (Postfix then
 //   applies smtpd_policy_service_default_action); the log line for that is rate-limited.
+// - One message delivery, one transaction: requests with the same `instance` over one
+//   connection share an EvaluationState (Postfix sends all requests of a delivery over one
+//   connection and changes `instance` for the next delivery). Checks of earlier stages run
+//   once per message, and a recipient greylisted at RCPT defers the whole message at DATA
+//   (DESIGN §3.5). At DATA and END-OF-MESSAGE, the message's recipients are those answered
+//   without refusal at RCPT. A request without `instance` gets a fresh state.
 // - Fail open: when the engine throws or there is no engine, the answer is action=DUNNO and a
 //   log line says why.
 // - Metrics: gauge spamward_open_connections{server="policy"}, counter
