@@ -127,12 +127,14 @@ void print_reputation(Reputation& reputation, const Prefix& query, TimePoint now
   std::cout << "  next offence: number " << report.next_offence_number << ", ban for "
             << format_duration(report.next_ban_length)
             << (report.next_permanent ? " (5xx)" : " (4xx)") << "\n";
+  // A network's own record counts the times it was banned as a whole (its ban lengths grow
+  // with that count); its members' offences are counted below.
   for (const auto& [network, record] : report.networks) {
-    std::cout << "  network " << network.to_string() << ": ";
+    std::cout << "  network " << network.to_string() << " bans: ";
     if (record) {
       print_offences(*record, now, half_life);
     } else {
-      std::cout << "no offences\n";
+      std::cout << "never banned as a whole\n";
     }
   }
   for (const auto& [network, offenders] : report.network_offenders)

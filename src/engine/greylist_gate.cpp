@@ -116,6 +116,7 @@ GreylistDecision GreylistGate::apply(const Transaction& tx, std::string_view spf
 
   for (const auto& entity : entities) {
     if (auto until = table_->auto_allowed_until(entity)) {
+      if (!env_.read_only) table_->renew_auto_allow(entity);
       out.symbols.push_back(
           known_symbol("GREYLIST_AUTO_ALLOWED",
                        fmt::format("{} until {:%Y-%m-%d}", entity,

@@ -256,6 +256,19 @@ std::optional<TimePoint> GreylistTable::auto_allowed_until(std::string_view enti
   return record->auto_allowed_until;
 }
 
+void GreylistTable::renew_auto_allow(std::string_view entity) {
+  if (!usable_entity(entity)) return;
+  auto value = store_.get(kEntityTable, entity);
+  if (!value) return;
+  auto record = decode_entity(*value);
+  const TimePoint now = clock_.now();
+  if (!record || !record->auto_allowed_until || *record->auto_allowed_until <= now) return;
+  const TimePoint renewed = now + config_.auto_allow_ttl;
+  if (renewed - *record->auto_allowed_until < std::chrono::hours(24)) return;  // throttle
+  record->auto_allowed_until = renewed;
+  store_.put(kEntityTable, entity, encode(*record), renewed);
+}
+
 bool GreylistTable::ever_passed(std::span<const std::string> entities) {
   for (const auto& entity : entities) {
     if (!usable_entity(entity)) continue;

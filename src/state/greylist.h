@@ -91,6 +91,12 @@ class GreylistTable {
   // The time until which `entity` skips greylisting, when it is auto-allowed now.
   std::optional<TimePoint> auto_allowed_until(std::string_view entity);
 
+  // An auto-allowed entity sent mail that was not refused: its exemption runs auto_allow_ttl
+  // from now (a busy network that skips greylisting never earns another success, so without
+  // this it would lose the exemption auto_allow_ttl after earning it). Writes at most once a
+  // day per entity; does nothing when the entity is not auto-allowed now.
+  void renew_auto_allow(std::string_view entity);
+
   // One attempt of `key` in transaction `tx_id`. `entities` are the trust entities of the
   // client (its network, and the SPF domain when SPF passed); a pass is credited to each.
   GreylistAnswer attempt(const GreylistKey& key, std::span<const std::string> entities,

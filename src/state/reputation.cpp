@@ -557,15 +557,24 @@ std::optional<Ban> Reputation::ban_for(const IpAddress& client) {
   auto snap = snapshot();
   TimePoint now = clock_.now();
   const auto& family = snap->of(client);
-  if (auto it = family.hosts.find(address_key(client));
-      it != family.hosts.end() && it->second.until > now) {
-    return it->second;
-  }
+  // The most severe ban that covers the client: a permanent one before a temporary one,
+  // then the one that lasts longest, then the most specific. (A short 4xx ban of the address
+  // must not hide the 5xx ban of its network.) At most 1 + (levels with bans) lookups.
+  const Ban* best = nullptr;
+  auto consider = [&](const Ban& ban) {
+    if (ban.until <= now) return;
+    if (!best || (ban.permanent && !best->permanent) ||
+        (ban.permanent == best->permanent && ban.until > best->until))
+      best = &ban;
+  };
+  if (auto it = family.hosts.find(address_key(client)); it != family.hosts.end())
+    consider(it->second);
   for (const auto& [length, bans] : family.networks) {
     auto it = bans.find(address_key(Prefix(client, length).address()));
-    if (it != bans.end() && it->second.until > now) return it->second;
+    if (it != bans.end()) consider(it->second);
   }
-  return std::nullopt;
+  if (!best) return std::nullopt;
+  return *best;
 }
 
 std::vector<Ban> Reputation::bans() {

@@ -99,7 +99,8 @@ class Reputation {
   void reconfigure(const ReputationConfig& config);
   ReputationConfig config() const;
 
-  // The ban covering `client` now: its address ban, else the longest-prefix network ban.
+  // The most severe ban covering `client` now (its address's or a network's): a permanent
+  // one before a temporary one, then the one that ends last.
   std::optional<Ban> ban_for(const IpAddress& client);
 
   // The decayed offence count of `client` now (0 when none). One store read.

@@ -394,3 +394,26 @@ TEST(GreylistOutcome, HasNames) {
 }
 
 }  // namespace
+
+TEST_F(GreylistTest, ABusyAutoAllowedNetworkKeepsItsExemption) {
+  pass(key("r1@example.net"));
+  pass(key("r2@example.net"));
+  pass(key("r3@example.net"));
+  auto earned = table_.auto_allowed_until("192.0.2.0/24");
+  ASSERT_TRUE(earned);
+  // Renewed on use, at most once a day: within the day nothing moves.
+  clock_.advance(std::chrono::hours(1));
+  table_.renew_auto_allow("192.0.2.0/24");
+  EXPECT_EQ(table_.auto_allowed_until("192.0.2.0/24"), earned);
+  // Mail every 20 days keeps the 35-day exemption alive indefinitely.
+  for (int i = 0; i < 5; ++i) {
+    clock_.advance(std::chrono::hours(24 * 20));
+    table_.renew_auto_allow("192.0.2.0/24");
+    auto until = table_.auto_allowed_until("192.0.2.0/24");
+    ASSERT_TRUE(until) << "round " << i;
+    EXPECT_EQ(*until, clock_.now() + config_.auto_allow_ttl);
+  }
+  // A network that is not auto-allowed gains nothing from a renewal.
+  table_.renew_auto_allow("198.51.100.0/24");
+  EXPECT_FALSE(table_.auto_allowed_until("198.51.100.0/24"));
+}

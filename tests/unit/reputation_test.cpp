@@ -774,3 +774,18 @@ TEST(ReputationThreads, ConcurrentOffencesAreAllCounted) {
 }
 
 }  // namespace
+
+TEST_F(ReputationTest, TheMostSevereCoveringBanIsAnswered) {
+  // 192.0.2.1's own ban (10m from now) ends before the /24's ban made a minute later: the
+  // client meets the one that lasts longer.
+  offend("192.0.2.1");
+  auto own = rep_.ban_for(ip("192.0.2.1"));
+  ASSERT_TRUE(own);
+  EXPECT_EQ(own->target, net("192.0.2.1/32"));
+  clock_.advance(1min);
+  offend_many("192.0.2.", 2, 4);  // the 5th distinct offender: the /24 is banned
+  auto answered = rep_.ban_for(ip("192.0.2.1"));
+  ASSERT_TRUE(answered);
+  EXPECT_EQ(answered->target, net("192.0.2.0/24"));
+  EXPECT_GT(answered->until, own->until);
+}
