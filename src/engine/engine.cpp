@@ -42,6 +42,26 @@ void describe_metrics(Metrics& m) {
              "Checks that threw or missed the stage deadline and added nothing");
 }
 
+bool has_symbol(const std::vector<Symbol>& symbols, std::string_view name) {
+  return std::any_of(symbols.begin(), symbols.end(),
+                     [&](const Symbol& s) { return s.name == name; });
+}
+
+// True when the results so far (this group's synchronous answers and earlier ones) hold a ban
+// and no allow-list entry, which the rules of decide() put above a ban.
+bool ban_decides(const std::vector<std::optional<std::vector<Symbol>>>& group_results,
+                 const EvaluationState& state) {
+  bool banned = false, allowed = false;
+  auto look = [&](const std::vector<Symbol>& symbols) {
+    banned = banned || has_symbol(symbols, "REPUTATION_BANNED");
+    allowed = allowed || has_symbol(symbols, "ALLOWLIST");
+  };
+  for (const auto& r : group_results)
+    if (r) look(*r);
+  for (const auto& [name, symbols] : state.results) look(symbols);
+  return banned && !allowed;
+}
+
 asio::awaitable<void> run_check(std::shared_ptr<Check> check, std::shared_ptr<const Transaction> tx,
                                 std::shared_ptr<StageRun> run, size_t index,
                                 Metrics::HistogramHandle latency) {
@@ -171,6 +191,7 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
       }
       if (again || !state.results.contains(c.name())) due.push_back(i);
     }
+    if (state.ban_decided) due.clear();  // an earlier stage met the ban: nothing more to ask
     std::stable_sort(due.begin(), due.end(),
                      [&](size_t a, size_t b) { return checks_[a]->stage() < checks_[b]->stage(); });
 
@@ -217,6 +238,13 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
           check_latency_[group[k]].observe(took.count());
         }
       }
+      // A ban is the first thing a connection meets (issue 4): once the synchronous ban check
+      // said so, and no network allow entry outranks it, the checks that would wait (DNS)
+      // are not started. An attack from a banned client costs no DNS query.
+      if (!waiting.empty() && ban_decides(results, state)) {
+        state.ban_decided = true;
+        waiting.clear();
+      }
       if (!waiting.empty()) {
         auto ex = co_await asio::this_coro::executor;
         auto run = std::make_shared<StageRun>(ex, waiting.size());
@@ -247,6 +275,7 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
           state.results[name] = std::move(*results[k]);
           continue;
         }
+        if (errors[k].empty() && state.ban_decided) continue;  // not started: banned
         // Failed open: adds nothing (DESIGN §1). A later stage may try it again.
         std::string why = errors[k].empty() ? "missed the stage deadline" : "failed: " + errors[k];
         spdlog::warn("check {} {} (id={}); failing open", name, why, tx.id);
@@ -255,6 +284,7 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
         if (c.can_only_lower()) state.failed_lowering = true;
         state.results.erase(name);
       }
+      if (state.ban_decided) break;
     }
     state.spf_pass_domain = working->spf_pass_domain;
     state.dkim_valid_domains = working->dkim_valid_domains;

@@ -48,6 +48,10 @@ struct EvaluationState {
   GreylistProgress greylist;        // triplets attempted, and whether one was deferred
   bool offence_recorded = false;    // a refusal as spam was recorded (once per transaction)
   bool clean_noted = false;         // clean mail was noted for the client's networks
+  // The client is banned and no allow entry outranks it: the checks that would wait (DNS)
+  // are not started, now or at later stages (the ban check is the first thing a connection
+  // meets).
+  bool ban_decided = false;
 };
 
 // The decision facts beyond symbols.

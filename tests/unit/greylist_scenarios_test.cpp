@@ -34,6 +34,22 @@ class SettableCheck final : public Check {
   std::shared_ptr<std::vector<Symbol>> symbols_;
 };
 
+// An asynchronous check (as a DNS check is) that counts how often it was started.
+class CountingAsyncCheck final : public Check {
+ public:
+  explicit CountingAsyncCheck(int* runs) : runs_(runs) {}
+  std::string_view name() const override { return "counting_async"; }
+  Stage stage() const override { return Stage::helo; }
+  Family family() const override { return Family::dnsbl; }
+  boost::asio::awaitable<std::vector<Symbol>> run(const Transaction&) override {
+    ++*runs_;
+    co_return std::vector<Symbol>{};
+  }
+
+ private:
+  int* runs_;
+};
+
 Symbol sym(std::string name, double score, Family family) {
   Symbol s;
   s.name = std::move(name);
@@ -58,6 +74,7 @@ class Scenario : public ::testing::Test {
   std::shared_ptr<std::vector<Symbol>> symbols = std::make_shared<std::vector<Symbol>>();
   std::shared_ptr<Engine> engine_;
   int next_tx = 0;
+  int async_runs = 0;
 
   void SetUp() override {
     config.network.trusted.clear();
@@ -74,6 +91,7 @@ class Scenario : public ::testing::Test {
       std::vector<std::unique_ptr<Check>> checks;
       checks.push_back(make_reputation_check_for_test(env));
       checks.push_back(std::make_unique<SettableCheck>(symbols));
+      checks.push_back(std::make_unique<CountingAsyncCheck>(&async_runs));
       engine_ =
           std::make_shared<Engine>(std::make_shared<const Config>(config), env, std::move(checks));
     }
@@ -296,4 +314,20 @@ TEST_F(Scenario, DryRunRecordsNoOffence) {
   EXPECT_EQ(v.applied, Action::tag);  // monitor-only: tagging changes no delivery
   EXPECT_FALSE(reputation->ban_for(ip("192.0.2.12")).has_value());
   EXPECT_EQ(reputation->offence_count(ip("192.0.2.12")), 0.0);
+}
+
+TEST_F(Scenario, ABannedClientCostsNoDnsQuery) {
+  config.greylist.mode = "off";
+  *symbols = {sym("RBL_X", 10, Family::dnsbl), sym("RDNS_NONE", 10, Family::rfc)};
+  ASSERT_EQ(attempt("192.0.2.31").action, Action::reject);  // the offence: banned now
+  EXPECT_EQ(async_runs, 1);
+  Verdict banned = attempt("192.0.2.31");
+  EXPECT_EQ(banned.standalone, Standalone::ban);
+  EXPECT_EQ(async_runs, 1) << "the asynchronous (DNS) check ran for a banned client";
+  EXPECT_TRUE(banned.failed_checks.empty());  // skipped is not failed open
+  // An allow-listed network outranks the ban, so its checks run as usual.
+  *symbols = {sym("ALLOWLIST", -20, Family::admin)};
+  Verdict allowed = attempt("192.0.2.31");
+  EXPECT_EQ(allowed.action, Action::accept);
+  EXPECT_EQ(async_runs, 2);
 }
