@@ -171,6 +171,26 @@ class GreylistAndReputation(h.IntegrationCase):
         self.assertIsNotNone(line)
         self.assertNotIn("GREYLIST", line)
 
+    def test_bad_compat_list_is_a_config_error(self):
+        compat = os.path.join(self.tmp, "compat.txt")
+        with open(compat, "w") as f:
+            f.write("# ours\n192.0.2.0/24\n*.pool.example\n192.0.2.0/33\n")
+        sw = self.spamward(self.settings(greylist=greylisting(compat_list=compat)), start=False)
+        rc, out, err = sw.cli("config", "check")
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("greylist.compat_list", err)
+        self.assertIn(f"{compat}:4", err)
+        # A good file passes, and its entries skip greylisting (compatibility, not trust).
+        with open(compat, "w") as f:
+            f.write("192.0.2.0/24   # a pool that retries from everywhere\n")
+        rc, out, err = sw.cli("config", "check")
+        self.assertEqual(rc, 0, out + err)
+        sw.start()
+        reply = self.rcpt(sw, "192.0.2.5", "a@pool.example", "h@local.example.test")
+        self.assertEqual(reply["action"], "DUNNO", reply)
+        reply = self.rcpt(sw, "198.51.100.5", "a@pool.example", "h@local.example.test")
+        self.assertTrue(reply["action"].startswith("DEFER_IF_PERMIT"), reply)
+
 
 class GreylistThroughPostfix(h.IntegrationCase):
     """A real Postfix calls spamward at RCPT and at DATA, as the docs tell admins to."""
