@@ -13,6 +13,7 @@
 
 #include <toml++/toml.h>
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -828,29 +829,35 @@ void Loader::batv(const toml::node& n, const std::string& path, BatvConfig& out)
 }
 
 void Loader::ips(const toml::node& n, const std::string& path, IpsConfig& out) const {
-  walk(
-      table(n, path), path,
-      {{"export",
-        [&](auto& v, auto& k) {
-          out.export_mode = choice(v, k, {"permanent", "all"});
-        }},
-       {"blocklist_file", [&](auto& v, auto& k) { out.blocklist_file = string(v, k); }},
-       {"rbldnsd_dir", [&](auto& v, auto& k) { out.rbldnsd_dir = string(v, k); }},
-       {"nft_table", [&](auto& v, auto& k) {
-          out.nft_table = string(v, k);
-          if (out.nft_table.empty()) return;
-          // "FAMILY NAME", as `nft list table` spells it.
-          auto space = out.nft_table.find(' ');
-          std::string family = out.nft_table.substr(0, space);
-          std::string name = space == std::string::npos ? "" : out.nft_table.substr(space + 1);
-          bool ok = (family == "ip" || family == "ip6" || family == "inet") && is_bare_key(name);
-          if (!ok) {
-            fail(
-                v, k,
-                in_quotes(out.nft_table) +
-                    " must be \"FAMILY NAME\" with FAMILY ip, ip6 or inet, e.g. \"inet spamward\"");
-          }
-        }}});
+  walk(table(n, path), path,
+       {{"export",
+         [&](auto& v, auto& k) {
+           out.export_mode = choice(v, k, {"permanent", "all"});
+         }},
+        {"blocklist_file", [&](auto& v, auto& k) { out.blocklist_file = string(v, k); }},
+        {"rbldnsd_dir", [&](auto& v, auto& k) { out.rbldnsd_dir = string(v, k); }},
+        {"nft_table", [&](auto& v, auto& k) {
+           out.nft_table = string(v, k);
+           if (out.nft_table.empty()) return;
+           // "FAMILY NAME", as `nft list table` spells it.
+           auto space = out.nft_table.find(' ');
+           std::string family = out.nft_table.substr(0, space);
+           std::string name = space == std::string::npos ? "" : out.nft_table.substr(space + 1);
+           // NAME as the exporter accepts it (ips/nftables.cpp): a letter, then up to 31
+           // letters, digits or '_'.
+           bool name_ok = !name.empty() && name.size() <= 32 &&
+                          std::isalpha(static_cast<unsigned char>(name[0])) &&
+                          std::all_of(name.begin(), name.end(), [](char ch) {
+                            return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';
+                          });
+           bool ok = (family == "ip" || family == "ip6" || family == "inet") && name_ok;
+           if (!ok) {
+             fail(v, k,
+                  in_quotes(out.nft_table) +
+                      " must be \"FAMILY NAME\" with FAMILY ip, ip6 or inet and NAME a letter "
+                      "followed by at most 31 letters, digits or '_', e.g. \"inet spamward\"");
+           }
+         }}});
 }
 
 Config Loader::load(const toml::table& root) {

@@ -122,10 +122,20 @@ GreylistCompatList GreylistCompatList::parse(std::string_view text, std::string_
       if (body.size() > kMaxRegexBytes) {
         throw error("regular expression longer than " + std::to_string(kMaxRegexBytes) + " bytes");
       }
+      // Numbers in a pattern (repeat counts, back-references) are at most 3 digits: larger
+      // ones overflow inside GCC 12's regex compiler. Matching runs in polynomial mode
+      // (libstdc++'s breadth-first executor), so a pattern like /^(a|a)*$/ cannot make a
+      // sender-chosen host name cost exponential time; that mode has no back-references.
+      int digits = 0;
+      for (char ch : body) {
+        digits = (ch >= '0' && ch <= '9') ? digits + 1 : 0;
+        if (digits > 3) throw error("a number longer than 3 digits in " + written);
+      }
       try {
-        list.regexes_.emplace_back(
-            std::regex(body.begin(), body.end(), std::regex::ECMAScript | std::regex::icase),
-            written);
+        list.regexes_.emplace_back(std::regex(body.begin(), body.end(),
+                                              std::regex::ECMAScript | std::regex::icase |
+                                                  std::regex_constants::__polynomial),
+                                   written);
       } catch (const std::regex_error& e) {
         throw error("bad regular expression " + written + ": " + e.what());
       }

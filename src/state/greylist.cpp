@@ -133,6 +133,16 @@ std::string encode(const TripletRecord& r) {
   return out;
 }
 
+// A stored value is trusted only within ranges no real record leaves (a corrupt or hostile
+// value must not make the arithmetic on it overflow): times between 1970 and the year 3000,
+// counts below a billion.
+bool sane_time(TimePoint t) {
+  return to_unix_ms(t) >= 0 && to_unix_ms(t) < int64_t{32'503'680'000'000};
+}
+bool sane_count(int64_t n) {
+  return n >= 0 && n < 1'000'000'000;
+}
+
 std::optional<TripletRecord> decode_triplet(std::string_view value) {
   Reader in(value);
   if (in.u8() != kTripletVersion) return std::nullopt;
@@ -158,7 +168,10 @@ std::optional<TripletRecord> decode_triplet(std::string_view value) {
     r.shown_sender = in.short_string();
     r.shown_recipient = in.short_string();
   }
-  if (!in.done() || r.early_retries < 0 || r.last_early_retries < 0) return std::nullopt;
+  if (!in.done() || !sane_count(r.early_retries) || !sane_count(r.last_early_retries) ||
+      !sane_time(r.first_seen) || !sane_time(r.last_seen)) {
+    return std::nullopt;
+  }
   return r;
 }
 
@@ -178,7 +191,10 @@ std::optional<EntityRecord> decode_entity(std::string_view value) {
   r.successful_retries = in.i64();
   r.last_success = from_unix_ms(in.i64());
   int64_t until = in.i64();
-  if (!in.done() || r.successful_retries < 0) return std::nullopt;
+  if (!in.done() || !sane_count(r.successful_retries) || !sane_time(r.last_success) ||
+      !sane_time(from_unix_ms(until))) {
+    return std::nullopt;
+  }
   if (until != 0) r.auto_allowed_until = from_unix_ms(until);
   return r;
 }

@@ -222,8 +222,11 @@ class NftablesExport(h.IntegrationCase):
         return calendar.timegm(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) - time.time()
 
     def assert_element(self, sw, set_name, client):
-        elements = h.wait_until(
-            lambda: (lambda e: e if e and client in e else None)(set_elements(set_name)), 5)
+        def present():
+            elements = set_elements(set_name)
+            return elements if elements and client in elements else None
+
+        elements = h.wait_until(present, 5)
         self.assertIsNotNone(elements, f"{client} never appeared in {set_name}: "
                                        f"{set_elements(set_name)}")
         timeout, expires = elements[client]

@@ -359,6 +359,11 @@ TEST(ConfigErrors, OtherSectionRules) {
                       "imap[1].user");
   EXPECT_CONFIG_ERROR("[trap]\nmx_addresses = [\"mx.example.org\"]\n", 2, "trap.mx_addresses");
   EXPECT_CONFIG_ERROR("[ips]\nnft_table = \"spamward\"\n", 2, "ips.nft_table");
+  // Names the exporter would refuse at run time are refused here, at load.
+  EXPECT_CONFIG_ERROR("[ips]\nnft_table = \"inet bad-name\"\n", 2, "ips.nft_table");
+  EXPECT_CONFIG_ERROR("[ips]\nnft_table = \"inet 9abc\"\n", 2, "ips.nft_table");
+  EXPECT_CONFIG_ERROR("[ips]\nnft_table = \"inet " + std::string(33, 'a') + "\"\n", 2,
+                      "ips.nft_table");
   EXPECT_CONFIG_ERROR("[limits]\nmax_connections = 0\n", 2, "limits.max_connections");
   EXPECT_CONFIG_ERROR("[reputation]\nban_factor = 0.5\n", 2, "reputation.ban_factor");
   EXPECT_CONFIG_ERROR("[recipients]\nvalid = \"/etc/spamward/recipients\"\n", 2,

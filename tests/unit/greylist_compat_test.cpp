@@ -174,3 +174,17 @@ TEST(GreylistCompatBuiltin, IsTheShippedFile) {
 }
 
 }  // namespace
+
+TEST(GreylistCompatParse, RefusesPatternsThatWouldOverflowOrNeedBacktracking) {
+  // Found by compat_fuzz: long numbers overflow inside GCC 12's regex compiler.
+  EXPECT_THROW(GreylistCompatList::parse("/a{99999999999999999999}/\n", "t"),
+               std::invalid_argument);
+  EXPECT_THROW(GreylistCompatList::parse("/(a)\\99999999999999999999/\n", "t"),
+               std::invalid_argument);
+  // Back-references need the backtracking matcher; polynomial mode refuses them.
+  EXPECT_THROW(GreylistCompatList::parse("/^(a)\\1$/\n", "t"), std::invalid_argument);
+  auto list = GreylistCompatList::parse("/^mx[0-9]{1,3}\\.pool\\.example$/\n/^(a|a)*$/\n", "t");
+  EXPECT_TRUE(list.match(spamward::test::ip("192.0.2.1"), "mx12.pool.example"));
+  // A host name built to make a backtracking matcher take exponential time is answered fast.
+  EXPECT_FALSE(list.match(spamward::test::ip("192.0.2.1"), std::string(40, 'a') + "b"));
+}

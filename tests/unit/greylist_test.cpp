@@ -417,3 +417,27 @@ TEST_F(GreylistTest, ABusyAutoAllowedNetworkKeepsItsExemption) {
   table_.renew_auto_allow("198.51.100.0/24");
   EXPECT_FALSE(table_.auto_allowed_until("198.51.100.0/24"));
 }
+
+TEST_F(GreylistTest, OutOfRangeStoredTimesAndCountsAreAbsent) {
+  // Found by state_decode_fuzz: values whose times or counts are near INT64_MAX made the
+  // arithmetic on them overflow.
+  auto i64 = [](int64_t v) {
+    std::string out;
+    for (int i = 0; i < 8; ++i)
+      out += static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff);
+    return out;
+  };
+  const int64_t huge = INT64_MAX;
+  const int64_t now = to_unix_ms(clock_.now());
+  // version 1, flags, first_seen, last_seen, early, outcome, answer flags, last early, tx.
+  auto triplet = [&](uint8_t flags, int64_t first, int64_t early) {
+    return std::string("\x01") + static_cast<char>(flags) + i64(first) + i64(first) + i64(early) +
+           std::string("\x00\x00", 2) + i64(0) + std::string("\x02tx", 3);
+  };
+  for (const auto& value : {triplet(0, huge, 0), triplet(0, now, huge), triplet(1, huge, 0)}) {
+    store_->put("greylist", key().text(), value);
+    EXPECT_EQ(attempt(key()).outcome, GreylistOutcome::deferred_new);
+  }
+  store_->put("greylist_net", "192.0.2.0/24", std::string("\x01") + i64(huge) + i64(now) + i64(0));
+  EXPECT_FALSE(table_.entity("192.0.2.0/24"));
+}
