@@ -7,6 +7,12 @@
 // visited in a fixed pseudo-random order that all connections share, so every server sees the
 // same sequence of triplets run after run.
 //
+// --mix scale draws the requests from the scale benchmark's data instead (bench/scale_mix.h, the
+// same functions state_fill fills a store with): a share of the requests repeat one of the
+// --existing triplets a filled store holds, picked at random over all of them; the rest are
+// triplets never sent before, some of them from one of the --offenders addresses of the
+// reputation records. The picks depend on --seed, --run and the request's number only.
+//
 // Latency is measured per request, from just before the write to the end of the reply, and
 // recorded exactly (1 µs buckets below 100 ms, 1 ms buckets above), so percentiles are not
 // estimates from samples. Only requests that complete after the warm-up and inside the measured
@@ -37,6 +43,8 @@
 
 #include <boost/asio.hpp>
 
+#include "scale_mix.h"
+
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
@@ -56,6 +64,13 @@ struct Options {
   // --cold-dns 1: every request's sender is in a domain never seen before
   // (nN.cold.test), so the server's DNS cache cannot answer: the cold-cache case.
   bool cold_dns = false;
+  // --mix scale: the scale benchmark's requests (see the top of this file).
+  bool scale = false;
+  uint64_t existing = 1'000'000;   // triplets 0..existing-1 are the filled store's
+  uint64_t offenders = 1'000'000;  // reputation records 0..offenders-1
+  double existing_share = 0.5;     // requests that repeat a stored triplet
+  double offender_share = 0.05;    // requests with a new triplet from a known offender
+  uint64_t run = 0;                // new triplets differ between runs against one server
 };
 
 [[noreturn]] void usage(int status) {
@@ -64,11 +79,15 @@ struct Options {
       "usage: policy_load [--target HOST:PORT] [--connections N] [--duration SECONDS | "
       "--requests N]\n"
       "                   [--warmup SECONDS] [--triplets N] [--threads N] [--timeout SECONDS]\n"
-      "                   [--cold-dns 1]\n"
-      "                   [--seed N]\n"
+      "                   [--cold-dns 1] [--seed N]\n"
+      "                   [--mix classic|scale] [--existing N] [--offenders N]\n"
+      "                   [--existing-share F] [--offender-share F] [--run N]\n"
       "Closed-loop Postfix policy (smtpd_access_policy, RCPT stage) load over persistent\n"
       "connections. Defaults: 127.0.0.1:10040, 1 connection, 10 s after 2 s warm-up,\n"
-      "5000 triplets, 1 thread, 5 s per-request timeout.\n",
+      "5000 triplets, 1 thread, 5 s per-request timeout.\n"
+      "--mix scale: the scale benchmark's mix; --existing-share (0.5) of the requests repeat\n"
+      "one of --existing (1000000) stored triplets, --offender-share (0.05) come from one of\n"
+      "--offenders (1000000) known offenders with a new triplet, the rest are new triplets.\n",
       out);
   std::exit(status);
 }
@@ -126,6 +145,19 @@ Options parse_options(int argc, char** argv) {
       o.cold_dns = parse_number<int>(name, value) != 0;
     } else if (name == "seed") {
       o.seed = parse_number<uint64_t>(name, value);
+    } else if (name == "mix") {
+      if (value != "classic" && value != "scale") die_usage("--mix must be classic or scale");
+      o.scale = value == "scale";
+    } else if (name == "existing") {
+      o.existing = parse_number<uint64_t>(name, value);
+    } else if (name == "offenders") {
+      o.offenders = parse_number<uint64_t>(name, value);
+    } else if (name == "existing-share") {
+      o.existing_share = parse_number<double>(name, value);
+    } else if (name == "offender-share") {
+      o.offender_share = parse_number<double>(name, value);
+    } else if (name == "run") {
+      o.run = parse_number<uint64_t>(name, value);
     } else {
       die_usage("unknown option --" + std::string(name));
     }
@@ -136,6 +168,11 @@ Options parse_options(int argc, char** argv) {
   if (!(o.duration_s > 0)) die_usage("--duration must be > 0");
   if (!(o.warmup_s >= 0)) die_usage("--warmup must be >= 0");
   if (!(o.timeout_s > 0)) die_usage("--timeout must be > 0");
+  if (!(o.existing_share >= 0 && o.offender_share >= 0 &&
+        o.existing_share + o.offender_share <= 1)) {
+    die_usage("--existing-share and --offender-share must be >= 0 and add up to at most 1");
+  }
+  if (o.run >= (uint64_t{1} << 20)) die_usage("--run must be below 1048576");
   return o;
 }
 
@@ -179,13 +216,8 @@ constexpr Network kNetworks[] = {
     {true, "2a01:4f8:c17", 0, 3}, {true, "2603:10a6:20b", 0, 3},
 };
 
-constexpr std::string_view kSenderDomains[] = {
-    "example.com", "example.net",  "mail.example.org", "news.example.biz", "shop.example.info",
-    "corp.test",   "lists.test",   "bounces.test",     "mx.invalid",       "example.co.uk",
-    "example.de",  "example.fr",   "example.jp",       "example.com.br",   "example.ru",
-    "gmail.test",  "outlook.test", "yahoo.test",       "web.test",         "gmx.test"};
-
-constexpr std::string_view kLocalDomains[] = {"example.org", "example.edu", "mail.example.org"};
+using scale_mix::kLocalDomains;
+using scale_mix::kSenderDomains;
 
 constexpr std::string_view kHeloWords[] = {"localhost", "user", "ylmf-pc", "WIN-3J1B0", "mail"};
 
@@ -232,6 +264,39 @@ std::string reversed_name(const std::string& address, std::string_view domain) {
   std::string s;
   for (char c : address) s += (c == '.' || c == ':') ? '-' : c;
   return s + "." + std::string(domain);
+}
+
+// Attribute order as Postfix 3.7's smtpd_check.c sends them, minus the per-request ones
+// (instance, queue_id, client_port, size, recipient_count) that render_request adds.
+void render_fixed_block(std::string& b, std::string_view client_address,
+                        std::string_view client_name, std::string_view reverse_name,
+                        std::string_view helo, std::string_view sender, std::string_view recipient,
+                        bool tls) {
+  b += "request=smtpd_access_policy\n";
+  b += "protocol_state=RCPT\n";
+  b += "protocol_name=ESMTP\n";
+  auto attribute = [&b](std::string_view name, std::string_view value) {
+    b += name;
+    b += '=';
+    b += value;
+    b += '\n';
+  };
+  attribute("client_address", client_address);
+  attribute("client_name", client_name);
+  attribute("reverse_client_name", reverse_name);
+  attribute("helo_name", helo);
+  attribute("sender", sender);
+  attribute("recipient", recipient);
+  b += "sasl_method=\nsasl_username=\nsasl_sender=\n";
+  b += "ccert_subject=\nccert_issuer=\nccert_fingerprint=\nccert_pubkey_fingerprint=\n";
+  if (tls) {
+    b += "encryption_protocol=TLSv1.3\nencryption_cipher=TLS_AES_256_GCM_SHA384\n";
+    b += "encryption_keysize=256\n";
+  } else {
+    b += "encryption_protocol=\nencryption_cipher=\nencryption_keysize=0\n";
+  }
+  b += "etrn_domain=\nstress=\npolicy_context=\n";
+  b += "server_address=127.0.0.1\nserver_port=25\n";
 }
 
 std::vector<Triplet> make_triplets(int count, uint64_t seed) {
@@ -293,29 +358,8 @@ std::vector<Triplet> make_triplets(int count, uint64_t seed) {
         helo = client_name == "unknown" ? "mx." + std::string(dom) : client_name;
     }
     bool tls = rng.below(4) != 0;
-
-    // Attribute order as Postfix 3.7's smtpd_check.c sends them, minus the per-request ones
-    // (instance, queue_id, client_port, size, recipient_count) that the sender adds.
-    std::string& b = t.fixed_block;
-    b += "request=smtpd_access_policy\n";
-    b += "protocol_state=RCPT\n";
-    b += "protocol_name=ESMTP\n";
-    b += "client_address=" + t.client_address + "\n";
-    b += "client_name=" + client_name + "\n";
-    b += "reverse_client_name=" + reverse_name + "\n";
-    b += "helo_name=" + helo + "\n";
-    b += "sender=" + t.sender + "\n";
-    b += "recipient=" + t.recipient + "\n";
-    b += "sasl_method=\nsasl_username=\nsasl_sender=\n";
-    b += "ccert_subject=\nccert_issuer=\nccert_fingerprint=\nccert_pubkey_fingerprint=\n";
-    if (tls) {
-      b += "encryption_protocol=TLSv1.3\nencryption_cipher=TLS_AES_256_GCM_SHA384\n";
-      b += "encryption_keysize=256\n";
-    } else {
-      b += "encryption_protocol=\nencryption_cipher=\nencryption_keysize=0\n";
-    }
-    b += "etrn_domain=\nstress=\npolicy_context=\n";
-    b += "server_address=127.0.0.1\nserver_port=25\n";
+    render_fixed_block(t.fixed_block, t.client_address, client_name, reverse_name, helo, t.sender,
+                       t.recipient, tls);
     out.push_back(std::move(t));
   }
   return out;
@@ -438,9 +482,9 @@ void append_number(std::string& s, uint64_t v, int base = 10) {
 }
 
 // The per-request attributes, then the blank line that ends the request.
-void render_request(std::string& out, const Triplet& t, int conn_id, uint64_t seq,
+void render_request(std::string& out, std::string_view fixed_block, int conn_id, uint64_t seq,
                     uint64_t cold_serial) {
-  out.assign(t.fixed_block);
+  out.assign(fixed_block);
   if (cold_serial) {
     // A later sender= replaces the triplet's: the policy protocol keeps the last value.
     out += "sender=user@n";
@@ -463,6 +507,25 @@ void render_request(std::string& out, const Triplet& t, int conn_id, uint64_t se
   out += "\nrecipient_count=0\n\n";
 }
 
+// The triplet attributes of request n of the scale mix (see the top of this file).
+void scale_fixed_block(const Options& o, uint64_t n, std::string& out) {
+  const uint64_t h = scale_mix::hash(o.seed, 50, n);
+  const double u = static_cast<double>(h >> 11) / static_cast<double>(uint64_t{1} << 53);
+  scale_mix::Triplet t;
+  if (u < o.existing_share && o.existing > 0) {
+    t = scale_mix::greylist_triplet(o.seed, scale_mix::hash(o.seed, 51, n) % o.existing);
+  } else {
+    // An index far above any stored one, and apart for every run.
+    t = scale_mix::greylist_triplet(o.seed, (uint64_t{1} << 62) + (o.run << 40) + n);
+    if (u < o.existing_share + o.offender_share && o.offenders > 0) {
+      t.client_address = scale_mix::offender(o.seed, scale_mix::hash(o.seed, 52, n) % o.offenders);
+    }
+  }
+  out.clear();
+  render_fixed_block(out, t.client_address, t.client_name, t.reverse_client_name, t.helo, t.sender,
+                     t.recipient, (h & 3) != 0);
+}
+
 std::string_view action_word(std::string_view reply) {
   // reply starts with "action="; the word is up to the first space or newline.
   std::string_view v = reply.substr(7);
@@ -477,6 +540,7 @@ asio::awaitable<void> run_connection(Worker& w, Connection& c) {
   constexpr std::string_view kEnd = "\n\n";
   std::string request;
   std::string reply;
+  std::string fixed;  // the scale mix's triplet attributes of this request
   request.reserve(1024);
   uint64_t seq = 0;
   asio::steady_timer backoff(executor);
@@ -500,8 +564,14 @@ asio::awaitable<void> run_connection(Worker& w, Connection& c) {
     }
 
     const uint64_t n = s.next_request.fetch_add(1, std::memory_order_relaxed);
-    const Triplet& t = s.triplets[s.order[n % s.order.size()]];
-    render_request(request, t, c.id, seq++, s.options.cold_dns ? n + 1 : 0);
+    const uint64_t cold_serial = s.options.cold_dns ? n + 1 : 0;
+    if (s.options.scale) {
+      scale_fixed_block(s.options, n, fixed);
+      render_request(request, fixed, c.id, seq++, cold_serial);
+    } else {
+      const Triplet& t = s.triplets[s.order[n % s.order.size()]];
+      render_request(request, t.fixed_block, c.id, seq++, cold_serial);
+    }
 
     const auto start = Clock::now();
     c.busy_since = start;
@@ -631,7 +701,7 @@ int main(int argc, char** argv) {
   shared.options = parse_options(argc, argv);
   const Options& o = shared.options;
   shared.endpoint = resolve_target(o.target);
-  shared.triplets = make_triplets(o.triplets, o.seed);
+  if (!o.scale) shared.triplets = make_triplets(o.triplets, o.seed);
   shared.order.resize(shared.triplets.size());
   for (size_t i = 0; i < shared.order.size(); ++i) shared.order[i] = static_cast<uint32_t>(i);
   Rng shuffle_rng(o.seed ^ 0x5bd1e995ULL);
@@ -698,9 +768,19 @@ int main(int argc, char** argv) {
   const double cpu_us_per_req =
       total.answered ? cpu_s * 1e6 / static_cast<double>(total.answered) : 0.0;
 
-  std::printf(
-      "target %s  connections %d  threads %d  triplets %zu  warm-up %.1f s  window %.2f s\n",
-      o.target.c_str(), o.connections, threads, shared.triplets.size(), o.warmup_s, window_s);
+  if (o.scale) {
+    std::printf(
+        "target %s  connections %d  threads %d  scale mix: %.0f%% of %llu stored triplets, "
+        "%.0f%% from %llu offenders, run %llu  warm-up %.1f s  window %.2f s\n",
+        o.target.c_str(), o.connections, threads, o.existing_share * 100,
+        static_cast<unsigned long long>(o.existing), o.offender_share * 100,
+        static_cast<unsigned long long>(o.offenders), static_cast<unsigned long long>(o.run),
+        o.warmup_s, window_s);
+  } else {
+    std::printf(
+        "target %s  connections %d  threads %d  triplets %zu  warm-up %.1f s  window %.2f s\n",
+        o.target.c_str(), o.connections, threads, shared.triplets.size(), o.warmup_s, window_s);
+  }
   std::printf("requests %llu  errors %llu  rate %.0f req/s\n",
               static_cast<unsigned long long>(h.count()), static_cast<unsigned long long>(errors),
               rps);
