@@ -11,7 +11,8 @@
 // same functions state_fill fills a store with): a share of the requests repeat one of the
 // --existing triplets a filled store holds, picked at random over all of them; the rest are
 // triplets never sent before, some of them from one of the --offenders addresses of the
-// reputation records. The picks depend on --seed, --run and the request's number only.
+// reputation records. The picks depend on --seed, --run and the request's number only; runs
+// with another --run share no new triplet and repeat no pick of a stored one.
 //
 // Latency is measured per request, from just before the write to the end of the reply, and
 // recorded exactly (1 µs buckets below 100 ms, 1 ms buckets above), so percentiles are not
@@ -70,7 +71,7 @@ struct Options {
   uint64_t offenders = 1'000'000;  // reputation records 0..offenders-1
   double existing_share = 0.5;     // requests that repeat a stored triplet
   double offender_share = 0.05;    // requests with a new triplet from a known offender
-  uint64_t run = 0;                // new triplets differ between runs against one server
+  uint64_t run = 0;                // runs against one server pick other triplets
 };
 
 [[noreturn]] void usage(int status) {
@@ -509,16 +510,19 @@ void render_request(std::string& out, std::string_view fixed_block, int conn_id,
 
 // The triplet attributes of request n of the scale mix (see the top of this file).
 void scale_fixed_block(const Options& o, uint64_t n, std::string& out) {
-  const uint64_t h = scale_mix::hash(o.seed, 50, n);
+  // Every pick depends on the run too: another run against the same server repeats neither
+  // its new triplets nor its picks of stored ones (which the first run has already retried).
+  const uint64_t r = (o.run << 40) + n;
+  const uint64_t h = scale_mix::hash(o.seed, 50, r);
   const double u = static_cast<double>(h >> 11) / static_cast<double>(uint64_t{1} << 53);
   scale_mix::Triplet t;
   if (u < o.existing_share && o.existing > 0) {
-    t = scale_mix::greylist_triplet(o.seed, scale_mix::hash(o.seed, 51, n) % o.existing);
+    t = scale_mix::greylist_triplet(o.seed, scale_mix::hash(o.seed, 51, r) % o.existing);
   } else {
-    // An index far above any stored one, and apart for every run.
-    t = scale_mix::greylist_triplet(o.seed, (uint64_t{1} << 62) + (o.run << 40) + n);
+    // An index far above any stored one.
+    t = scale_mix::greylist_triplet(o.seed, (uint64_t{1} << 62) + r);
     if (u < o.existing_share + o.offender_share && o.offenders > 0) {
-      t.client_address = scale_mix::offender(o.seed, scale_mix::hash(o.seed, 52, n) % o.offenders);
+      t.client_address = scale_mix::offender(o.seed, scale_mix::hash(o.seed, 52, r) % o.offenders);
     }
   }
   out.clear();
