@@ -652,7 +652,7 @@ void Loader::greylist(const toml::node& n, const std::string& path, GreylistConf
             {"min_delay", [&](auto& v, auto& k) { out.min_delay = duration(v, k, Duration(0)); }},
             {"max_wait", [&](auto& v, auto& k) { out.max_wait = duration(v, k, Duration(1)); }},
             {"auto_allow_after",
-             [&](auto& v, auto& k) { out.auto_allow_after = integer(v, k, 1, 1'000'000); }},
+             [&](auto& v, auto& k) { out.auto_allow_after = integer(v, k, 0, 1'000'000); }},
             {"auto_allow_ttl",
              [&](auto& v, auto& k) { out.auto_allow_ttl = duration(v, k, Duration(1)); }},
             {"hammering", [&](auto& v, auto& k) { out.hammering = integer(v, k, 1, 1'000'000); }},

@@ -148,7 +148,9 @@ struct AdminLists::Snapshot {
 };
 
 AdminLists::AdminLists(Store& store, const Clock& clock, std::chrono::milliseconds refresh_interval)
-    : store_(store), clock_(clock), refresh_interval_(refresh_interval) {}
+    : store_(store),
+      clock_(clock),
+      snapshot_(store, kGenerationTable, kGenerationKey, refresh_interval, "admin lists") {}
 
 AdminLists::~AdminLists() = default;
 
@@ -200,7 +202,7 @@ void AdminLists::bump_generation() {
 }
 
 void AdminLists::invalidate() {
-  next_check_ns_.store(0);
+  snapshot_.invalidate();
 }
 
 std::shared_ptr<const AdminLists::Snapshot> AdminLists::load(std::string generation) {
@@ -232,31 +234,7 @@ std::shared_ptr<const AdminLists::Snapshot> AdminLists::load(std::string generat
 }
 
 std::shared_ptr<const AdminLists::Snapshot> AdminLists::snapshot() {
-  using namespace std::chrono;
-  int64_t now = duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count();
-  int64_t due = next_check_ns_.load();
-  // One thread re-checks, outside the lock; the others keep using the current snapshot.
-  bool check = now >= due && next_check_ns_.compare_exchange_strong(
-                                 due, now + duration_cast<nanoseconds>(refresh_interval_).count());
-  std::shared_ptr<const Snapshot> current;
-  {
-    std::lock_guard lock(mu_);
-    current = snapshot_;
-  }
-  if (!check && current) return current;
-  try {
-    std::string generation = store_.get(kGenerationTable, kGenerationKey).value_or("");
-    if (current && current->generation == generation) return current;
-    auto fresh = load(std::move(generation));
-    std::lock_guard lock(mu_);
-    snapshot_ = fresh;
-    return fresh;
-  } catch (const StoreError& e) {
-    if (!current) throw;
-    invalidate();  // retry on the next lookup
-    spdlog::warn("admin lists: keeping the previous lists: {}", e.what());
-    return current;
-  }
+  return snapshot_.get([this](std::string generation) { return load(std::move(generation)); });
 }
 
 std::optional<std::string> AdminLists::match_client(ListKind kind, const IpAddress& client) {

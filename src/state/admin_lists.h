@@ -36,6 +36,7 @@
 
 #include "core/clock.h"
 #include "core/ip_address.h"
+#include "state/generation_snapshot.h"
 #include "state/store.h"
 
 namespace spamward {
@@ -101,10 +102,7 @@ class AdminLists {
 
   Store& store_;
   const Clock& clock_;
-  const std::chrono::milliseconds refresh_interval_;
-  std::atomic<int64_t> next_check_ns_{0};  // steady clock; 0 = check now
-  std::mutex mu_;                          // guards snapshot_ (not held while loading)
-  std::shared_ptr<const Snapshot> snapshot_;
+  GenerationSnapshot<Snapshot> snapshot_;
 };
 
 }  // namespace spamward

@@ -1,8 +1,6 @@
 #include "state/greylist.h"
 
-#include <openssl/evp.h>
-
-#include <array>
+#include "core/digest.h"
 
 namespace spamward {
 
@@ -197,21 +195,6 @@ std::optional<EntityRecord> decode_entity(std::string_view value) {
   }
   if (until != 0) r.auto_allowed_until = from_unix_ms(until);
   return r;
-}
-
-std::string sha256_hex(std::string_view data) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int size = 0;
-  if (EVP_Digest(data.data(), data.size(), digest.data(), &size, EVP_sha256(), nullptr) != 1) {
-    throw StoreError("greylist: SHA-256 failed");  // the Engine fails open
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < size; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xf];
-  }
-  return out;
 }
 
 struct StorageKey {

@@ -420,7 +420,10 @@ struct Reputation::Snapshot {
 
 Reputation::Reputation(Store& store, const Clock& clock, ReputationConfig config,
                        std::chrono::milliseconds refresh_interval)
-    : store_(store), clock_(clock), refresh_interval_(refresh_interval), config_(config) {}
+    : store_(store),
+      clock_(clock),
+      config_(config),
+      snapshot_(store, kGenerationTable, kGenerationKey, refresh_interval, "reputation") {}
 
 Reputation::~Reputation() = default;
 
@@ -465,7 +468,7 @@ void Reputation::bump_generation() {
     own_generation_ = generation;
   }
   store_.put(kGenerationTable, kGenerationKey, generation);
-  next_check_ns_.store(0);  // this object sees its own change at once
+  snapshot_.invalidate();  // this object sees its own change at once
 }
 
 std::shared_ptr<const Reputation::Snapshot> Reputation::load(std::string generation) {
@@ -496,58 +499,26 @@ std::shared_ptr<const Reputation::Snapshot> Reputation::load(std::string generat
   return snap;
 }
 
-std::shared_ptr<const Reputation::Snapshot> Reputation::check_generation(bool& reloaded,
-                                                                         bool& foreign) {
-  reloaded = foreign = false;
-  std::lock_guard loading(load_mu_);
-  std::shared_ptr<const Snapshot> current;
-  {
-    std::lock_guard lock(mu_);
-    current = snapshot_;
+std::shared_ptr<const Reputation::Snapshot> Reputation::snapshot(bool force, bool* reloaded) {
+  auto load = [this](std::string generation) { return this->load(std::move(generation)); };
+  GenerationSnapshot<Snapshot>::Reload reload;
+  auto snap = force ? snapshot_.recheck(load, &reload) : snapshot_.get(load, &reload);
+  if (reloaded) *reloaded = reload.reloaded;
+  // The first load is no change; a generation this object wrote was reported when made.
+  if (reload.reloaded && reload.had_previous) {
+    bool foreign;
+    {
+      std::lock_guard lock(mu_);
+      foreign = snap->generation != own_generation_;
+    }
+    if (foreign) changed();
   }
-  try {
-    std::string generation = store_.get(kGenerationTable, kGenerationKey).value_or("");
-    if (current && current->generation == generation) return current;
-    auto fresh = load(generation);
-    std::lock_guard lock(mu_);
-    snapshot_ = fresh;
-    reloaded = true;
-    // The first load is no change; a generation this object wrote was reported when made.
-    foreign = current && generation != own_generation_;
-    return fresh;
-  } catch (const StoreError& e) {
-    if (!current) throw;
-    next_check_ns_.store(0);  // retry on the next lookup
-    spdlog::warn("reputation: keeping the previous ban list: {}", e.what());
-    return current;
-  }
-}
-
-std::shared_ptr<const Reputation::Snapshot> Reputation::snapshot() {
-  using namespace std::chrono;
-  int64_t now = duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count();
-  int64_t due = next_check_ns_.load();
-  // One thread re-checks; the others keep using the current snapshot meanwhile.
-  bool check = now >= due && next_check_ns_.compare_exchange_strong(
-                                 due, now + duration_cast<nanoseconds>(refresh_interval_).count());
-  std::shared_ptr<const Snapshot> current;
-  {
-    std::lock_guard lock(mu_);
-    current = snapshot_;
-  }
-  if (!check && current) return current;
-  bool reloaded = false;
-  bool foreign = false;
-  auto snap = check_generation(reloaded, foreign);
-  if (foreign) changed();
   return snap;
 }
 
 bool Reputation::refresh() {
   bool reloaded = false;
-  bool foreign = false;
-  check_generation(reloaded, foreign);
-  if (foreign) changed();
+  snapshot(true, &reloaded);
   return reloaded;
 }
 

@@ -54,6 +54,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/ip_address.h"
+#include "state/generation_snapshot.h"
 #include "state/store.h"
 
 namespace spamward {
@@ -156,12 +157,9 @@ class Reputation {
 
  private:
   struct Snapshot;
-  // The snapshot for a lookup: re-checks the generation when refresh_interval has passed.
-  std::shared_ptr<const Snapshot> snapshot();
-  // Re-reads the generation and reloads when it differs from the current snapshot's. Sets
-  // `reloaded`, and `foreign` when the new generation was not written by this object (so the
-  // callback is due).
-  std::shared_ptr<const Snapshot> check_generation(bool& reloaded, bool& foreign);
+  // The snapshot for a lookup: re-checks the generation when refresh_interval has passed
+  // (always with `force`). Calls the callback when another process changed the bans.
+  std::shared_ptr<const Snapshot> snapshot(bool force = false, bool* reloaded = nullptr);
   std::shared_ptr<const Snapshot> load(std::string generation);
   void bump_generation();  // and makes the next lookup re-check
   void changed();          // calls the callback, without holding mu_
@@ -175,18 +173,14 @@ class Reputation {
 
   Store& store_;
   const Clock& clock_;
-  const std::chrono::milliseconds refresh_interval_;
-  mutable std::mutex mu_;  // guards config_, snapshot_, callback_, own_generation_
+  mutable std::mutex mu_;  // guards config_, callback_, own_generation_
   ReputationConfig config_;
-  std::shared_ptr<const Snapshot> snapshot_;
+  GenerationSnapshot<Snapshot> snapshot_;
   std::function<void()> callback_;
   std::string own_generation_;  // the last generation this object wrote
   // Serialises this object's read-modify-write sequences (offences, clean notes, lifts), so
   // two threads recording for one address never lose a count. Taken before mu_, never after.
   std::mutex write_mu_;
-  // Serialises snapshot reloads, so an older load never replaces a newer one.
-  std::mutex load_mu_;
-  std::atomic<int64_t> next_check_ns_{0};  // steady clock; 0 = check now
 };
 
 // Canonical network keys used by the tables: "n4:192.0.2.0/24", "n6:2001:db8:1:2::/64".

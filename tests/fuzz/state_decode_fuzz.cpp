@@ -17,10 +17,8 @@
 //   client is banned and its offence count is at least 1; after lift of a network no
 //   address inside it is banned;
 // - nothing throws (the memory store never fails).
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -28,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/digest.h"
 #include "state/greylist.h"
 #include "state/reputation.h"
 #include "state/store.h"
@@ -42,19 +41,6 @@ void check(bool ok) {
 }
 
 const TimePoint kStart = from_unix_ms(1'780'000'000'000);  // 2026-05-28
-
-std::string sha256_hex(std::string_view data) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int size = 0;
-  check(EVP_Digest(data.data(), data.size(), digest.data(), &size, EVP_sha256(), nullptr) == 1);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < size; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xf];
-  }
-  return out;
-}
 
 struct Triplet {
   GreylistKey key;

@@ -370,6 +370,13 @@ TEST(ConfigErrors, OtherSectionRules) {
                       "recipients.valid");
 }
 
+TEST(ConfigLoad, AutoAllowAfterZeroTurnsAutoAllowingOff) {
+  // 0 is documented as "auto-allow off" (GreylistTable honours it); negatives are refused.
+  EXPECT_EQ(parse_config("[greylist]\nauto_allow_after = 0\n", "t.toml").greylist.auto_allow_after,
+            0);
+  EXPECT_CONFIG_ERROR("[greylist]\nauto_allow_after = -1\n", 2, "greylist.auto_allow_after");
+}
+
 TEST(ConfigErrors, OnlyTheFirstProblemInTheFileIsReported) {
   // toml++ keeps keys sorted; the loader must still report in file order.
   EXPECT_CONFIG_ERROR("[store]\nzzz = 1\n[actions]\naaa = 1\n", 2, "store.zzz");
