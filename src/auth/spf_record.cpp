@@ -6,6 +6,8 @@
 #include <cctype>
 #include <cstdio>
 
+#include "core/strings.h"
+
 namespace spamward {
 namespace {
 
@@ -26,11 +28,6 @@ std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = lower(c);
   return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
-                                            [](char x, char y) { return lower(x) == lower(y); });
 }
 
 // RFC 7208 §7.1 toplabel: ( *alphanum ALPHA *alphanum ) / ( 1*alphanum "-" *( alphanum / "-" )

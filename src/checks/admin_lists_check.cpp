@@ -39,6 +39,8 @@ class AdminListCheck final : public Check {
 
   std::string_view name() const override { return name_; }
   Stage stage() const override { return stage_; }
+  // The DKIM-vouched variant needs the DKIM check's result of the same (eom) stage.
+  bool reads_published() const override { return match_ == Match::sender_dkim_no_spf; }
   Family family() const override { return Family::admin; }
   bool can_only_lower() const override { return kind_ == ListKind::allow; }
 

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "core/ip_address.h"
+#include "core/strings.h"
 
 namespace spamward {
 namespace {
@@ -43,14 +44,6 @@ struct HeloFacts {
   std::string lookup_name;  // a valid FQDN to look up for HELO_NO_RESOLVE; "" for none
 };
 
-// HELO text in details: bounded and printable, it ends up in logs and headers.
-std::string printable(std::string_view s) {
-  std::string out(s.substr(0, 100));
-  for (char& c : out) {
-    if (c < 0x20 || c > 0x7e) c = '?';
-  }
-  return out;
-}
 
 class HeloCheck final : public Check {
  public:
@@ -86,7 +79,7 @@ class HeloCheck final : public Check {
     DnsAnswer answer = co_await std::move(lookup);
     if (answer.status == DnsAnswer::Status::nxdomain) {
       facts.symbols.push_back(
-          known_symbol("HELO_NO_RESOLVE", printable(facts.lookup_name) + ": NXDOMAIN"));
+          known_symbol("HELO_NO_RESOLVE", printable(facts.lookup_name, 100) + ": NXDOMAIN"));
     }
     co_return std::move(facts.symbols);
   }
@@ -110,15 +103,15 @@ class HeloCheck final : public Check {
       address = parse_literal(helo);
       if (!address) {
         out.push_back(
-            known_symbol("HELO_NOT_FQDN", printable(helo) + ": malformed address literal"));
+            known_symbol("HELO_NOT_FQDN", printable(helo, 100) + ": malformed address literal"));
         return facts;
       }
     } else if ((address = IpAddress::parse(helo))) {
-      out.push_back(known_symbol("HELO_BARE_IP", printable(helo) + ": address not in [brackets]"));
+      out.push_back(known_symbol("HELO_BARE_IP", printable(helo, 100) + ": address not in [brackets]"));
     }
     if (address) {
       if (!client_is_us && is_ours(*address)) {
-        out.push_back(known_symbol("HELO_FORGED", printable(helo) + ": one of our addresses"));
+        out.push_back(known_symbol("HELO_FORGED", printable(helo, 100) + ": one of our addresses"));
       }
       return facts;
     }
@@ -128,12 +121,12 @@ class HeloCheck final : public Check {
     bool forged = false;
     if (!client_is_us &&
         std::find(our_hostnames_.begin(), our_hostnames_.end(), name) != our_hostnames_.end()) {
-      out.push_back(known_symbol("HELO_FORGED", printable(helo) + ": one of our names"));
+      out.push_back(known_symbol("HELO_FORGED", printable(helo, 100) + ": one of our names"));
       forged = true;
     }
     if (!is_fqdn_hostname(name)) {
       out.push_back(
-          known_symbol("HELO_NOT_FQDN", printable(helo) + ": not a fully qualified host name"));
+          known_symbol("HELO_NOT_FQDN", printable(helo, 100) + ": not a fully qualified host name"));
       return facts;
     }
     // A forged name is likely ours and resolves; the lookup would add nothing useful.

@@ -1,7 +1,11 @@
 #include "checks/registry.h"
 
 #include "checks/admin_lists_check.h"
+#include "checks/dkim_check.h"
+#include "checks/dmarc_check.h"
 #include "checks/dnsbl_check.h"
+#include "checks/gtube_check.h"
+#include "checks/header_check.h"
 #include "checks/helo_check.h"
 #include "checks/rdns_check.h"
 #include "checks/reputation_check.h"
@@ -20,11 +24,16 @@ std::vector<std::unique_ptr<Check>> make_checks(const Config& config, const Env&
   }
   // Checks that need DNS exist only when there is a resolver.
   if (auto spf = make_spf_check(env)) checks.push_back(std::move(spf));
+  if (auto dkim = make_dkim_check(env)) checks.push_back(std::move(dkim));
+  if (auto dmarc = make_dmarc_check(env)) checks.push_back(std::move(dmarc));
   // One check per [[dnsbl]]/[[dnswl]]; their health state is rebuilt with each config.
   for (auto& c : make_dnsbl_checks(config, env)) checks.push_back(std::move(c));
   // rDNS and HELO always exist: they use the MTA's facts, and DNS only when there is a resolver.
   checks.push_back(make_rdns_check(env));
   checks.push_back(make_helo_check(env, config.network.our_names));
+  // Content checks: they run at end of message, when there is one (milter, spamd, HTTP, check).
+  checks.push_back(make_gtube_check());
+  if (env.clock) checks.push_back(make_header_check(env));
   // Greylisting is not a check: it depends on the score (engine/greylist_gate.h).
   return checks;
 }

@@ -1,6 +1,7 @@
-// `spamward check`: score SMTP facts (and, once the content path lands, messages) with the
+// `spamward check`: score SMTP facts and messages (files, Maildirs, mboxes, `-`) with the
 // configured checks, exactly as the daemon would, without changing any state: the store is
-// opened only if it exists, and the checks only read it.
+// opened only if it exists, and the checks only read it. With PATHs, every message is scored
+// at end of message with the given SMTP facts, one result (a JSON line with --json) each.
 #include <boost/asio/io_context.hpp>
 #include <filesystem>
 #include <iostream>
@@ -13,6 +14,9 @@
 #include "core/log.h"
 #include "dns/cares_resolver.h"
 #include "engine/engine.h"
+#include "engine/verdict_json.h"
+#include "mail/message.h"
+#include "mail/message_source.h"
 #include "state/reputation.h"
 #include "state/store.h"
 
@@ -20,30 +24,20 @@ namespace spamward::cli {
 
 namespace {
 
-nlohmann::json verdict_json(const Verdict& v) {
-  nlohmann::json symbols = nlohmann::json::array();
-  for (const auto& s : v.symbols) {
-    symbols.push_back({{"name", s.name},
-                       {"score", s.score},
-                       {"family", std::string(to_string(s.family))},
-                       {"detail", s.detail}});
+void print_text(const Verdict& verdict) {
+  std::cout << "action: " << to_string(verdict.action) << "\n";
+  std::cout << "score:  " << verdict.score << "\n";
+  for (const auto& s : verdict.symbols) {
+    std::cout << "  " << s.name << " " << s.score << " (" << to_string(s.family) << ")";
+    if (!s.detail.empty()) std::cout << " " << s.detail;
+    std::cout << "\n";
   }
-  nlohmann::json families = nlohmann::json::array();
-  for (Family f : v.families) families.push_back(std::string(to_string(f)));
-  return {{"file", nullptr},    {"action", std::string(to_string(v.action))},
-          {"score", v.score},   {"families", families},
-          {"symbols", symbols}, {"reason", v.reason}};
+  std::cout << "reason: " << verdict.reason << "\n";
 }
 
 }  // namespace
 
 int cmd_check(const CheckOptions& options) {
-  if (!options.paths.empty()) {
-    std::cerr << "spamward: check: scoring messages needs the content path, which this build does "
-                 "not have yet; "
-                 "give SMTP facts (--ip, --helo, --from, --rcpt)\n";
-    return 2;
-  }
   std::shared_ptr<const Config> config;
   try {
     config = std::make_shared<const Config>(load_config(options.config_path));
@@ -112,31 +106,75 @@ int cmd_check(const CheckOptions& options) {
   }
   Engine& engine = *engine_ptr;
 
-  Verdict verdict;
-  auto body = [&]() -> boost::asio::awaitable<void> {
-    auto evaluation = engine.evaluate(tx);  // named first: GCC PR 100611
-    verdict = co_await std::move(evaluation);
+  auto evaluate = [&](const Transaction& subject) {
+    Verdict verdict;
+    auto body = [&]() -> boost::asio::awaitable<void> {
+      auto evaluation = engine.evaluate(subject);  // named first: GCC PR 100611
+      verdict = co_await std::move(evaluation);
+    };
+    io.restart();
+    auto task = body();
+    run_to_completion(io, std::move(task));
+    return verdict;
   };
-  try {
-    run_to_completion(io, body());
-  } catch (const std::exception& e) {
-    std::cerr << "spamward: check: " << e.what() << "\n";
-    return 1;
-  }
 
-  if (options.json) {
-    std::cout << verdict_json(verdict).dump() << "\n";
+  if (options.paths.empty()) {
+    Verdict verdict;
+    try {
+      verdict = evaluate(tx);
+    } catch (const std::exception& e) {
+      std::cerr << "spamward: check: " << e.what() << "\n";
+      return 1;
+    }
+    if (options.json) {
+      std::cout << verdict_json(verdict).dump() << "\n";
+    } else {
+      print_text(verdict);
+    }
     return 0;
   }
-  std::cout << "action: " << to_string(verdict.action) << "\n";
-  std::cout << "score:  " << verdict.score << "\n";
-  for (const auto& s : verdict.symbols) {
-    std::cout << "  " << s.name << " " << s.score << " (" << to_string(s.family) << ")";
-    if (!s.detail.empty()) std::cout << " " << s.detail;
-    std::cout << "\n";
-  }
-  std::cout << "reason: " << verdict.reason << "\n";
-  return 0;
+
+  // Messages: each one scored at end of message, with the SMTP facts given.
+  tx.stage = Stage::eom;
+  tx.recipient.clear();
+  MessageLimits limits;
+  limits.max_bytes = static_cast<size_t>(config->limits.max_message_bytes);
+  MessageSourceOptions source;
+  source.max_message_bytes = limits.max_bytes;
+  bool failed = false;
+  std::ios::sync_with_stdio(false);
+  auto on_message = [&](RawMessage& raw) {
+    Transaction subject = tx;
+    subject.size = static_cast<int64_t>(raw.raw_size);
+    subject.message = std::make_shared<const Message>(parse_message(raw.data, limits));
+    Verdict verdict;
+    try {
+      verdict = evaluate(subject);
+    } catch (const std::exception& e) {
+      std::cerr << "spamward: check: " << raw.file << ": " << e.what() << "\n";
+      failed = true;
+      return true;
+    }
+    if (options.json) {
+      nlohmann::json j = verdict_json(verdict);
+      j["file"] = raw.file;
+      if (raw.index > 0) j["index"] = raw.index;
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    } else {
+      std::cout << "== " << raw.file;
+      if (raw.index > 0) std::cout << " #" << raw.index;
+      std::cout << "\n";
+      print_text(verdict);
+    }
+    return true;
+  };
+  auto on_error = [&](const std::string& path, const std::string& reason) {
+    std::cerr << "spamward: check: " << path << ": " << reason << "\n";
+    failed = true;
+  };
+  for_each_message(options.paths, source, on_message, on_error);
+  std::cout.flush();
+  return failed ? 1 : 0;
 }
 
 }  // namespace spamward::cli

@@ -15,4 +15,11 @@ std::string to_lower(std::string_view s);
 // {"a", "b"} with ',' -> "a,b".
 std::string join(const std::vector<std::string>& parts, std::string_view separator = ",");
 
+// Untrusted text for logs, details and headers: control and non-ASCII bytes become '?', and
+// more than `max` bytes are cut with "..." appended.
+std::string printable(std::string_view s, size_t max = 64);
+
+// Case-insensitive (ASCII) equality.
+bool iequals(std::string_view a, std::string_view b);
+
 }  // namespace spamward

@@ -40,6 +40,11 @@ class Check {
   // Checks of later stages (and of later evaluations of the same transaction) see them;
   // checks of the same stage run concurrently and do not.
   virtual void publish(const std::vector<Symbol>& emitted, Transaction& tx) const {}
+
+  // True for a check that reads what others of its own stage publish (the allow list's
+  // DKIM-vouched sender entries need the DKIM check's valid domains, both at eom). The
+  // Engine runs it after the other checks of that stage have finished and published.
+  virtual bool reads_published() const { return false; }
 };
 
 }  // namespace spamward

@@ -119,7 +119,7 @@ Engine::~Engine() = default;
 void Engine::record_behaviour(const Transaction& tx, const Verdict& verdict,
                               EvaluationState& state) {
   Reputation* reputation = env_.reputation;
-  if (!reputation || env_.read_only || !tx.client_address) return;
+  if (!reputation || env_.read_only || state.read_only || !tx.client_address) return;
   try {
     if (verdict.action == Action::reject && verdict.standalone == Standalone::none &&
         !verdict.dry_run && !state.offence_recorded) {
@@ -192,8 +192,13 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
       if (again || !state.results.contains(c.name())) due.push_back(i);
     }
     if (state.ban_decided) due.clear();  // an earlier stage met the ban: nothing more to ask
+    // Groups run in stage order; within a stage, the checks that read what others publish
+    // run last (Check::reads_published).
+    auto group_of = [&](size_t i) {
+      return std::pair(checks_[i]->stage(), checks_[i]->reads_published());
+    };
     std::stable_sort(due.begin(), due.end(),
-                     [&](size_t a, size_t b) { return checks_[a]->stage() < checks_[b]->stage(); });
+                     [&](size_t a, size_t b) { return group_of(a) < group_of(b); });
 
     // The working copy the checks see: the MTA's facts plus what earlier checks published
     // (SPF's pass domain, DKIM's valid domains).
@@ -205,14 +210,15 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
 
     // Due checks run in groups by their stage, in stage order, so a check sees the facts of
     // earlier stages even when one request covers several (a policy request at RCPT); each
-    // group runs concurrently, and all of them share the one deadline.
+    // group runs concurrently, and all of them share the one deadline. A stage's checks that
+    // read published facts form a group of their own after it.
     auto deadline = std::chrono::steady_clock::now() + config.engine.stage_deadline;
     size_t next = 0;
     while (next < due.size()) {
-      Stage group_stage = checks_[due[next]]->stage();
+      auto group_key = group_of(due[next]);
       std::vector<size_t> group;
       for (size_t i : due) {
-        if (checks_[i]->stage() == group_stage) group.push_back(i);
+        if (group_of(i) == group_key) group.push_back(i);
       }
       next += group.size();
 
@@ -315,7 +321,8 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
       Verdict provisional = decide(config, symbols, facts);
       GreylistDecision grey = greylist_->apply(
           tx, tx.spf_pass_domain.empty() ? state.spf_pass_domain : tx.spf_pass_domain, symbols,
-          provisional.score, provisional.action >= Action::tempfail, state.greylist);
+          provisional.score, provisional.action >= Action::tempfail, state.greylist,
+          state.read_only);
       symbols.insert(symbols.end(), grey.symbols.begin(), grey.symbols.end());
       facts.greylist_applies = grey.defer;
       greylist_reply = std::move(grey.reply_text);

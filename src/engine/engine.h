@@ -52,6 +52,9 @@ struct EvaluationState {
   // are not started, now or at later stages (the ban check is the first thing a connection
   // meets).
   bool ban_decided = false;
+  // Change no state for this evaluation, as Env::read_only does for a whole Engine (the HTTP
+  // check API): greylisting only peeks, no offence or clean mail is recorded.
+  bool read_only = false;
 };
 
 // The decision facts beyond symbols.

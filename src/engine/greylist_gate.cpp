@@ -82,7 +82,8 @@ GreylistGate::GreylistGate(const Config& config, const Env& env,
 
 GreylistDecision GreylistGate::apply(const Transaction& tx, std::string_view spf_pass_domain,
                                      const std::vector<Symbol>& symbols, double score, bool refused,
-                                     GreylistProgress& progress) {
+                                     GreylistProgress& progress, bool read_only) {
+  read_only = read_only || env_.read_only;
   GreylistDecision out;
   const auto& gc = config_.greylist;
   auto deferral_text = [&] {
@@ -116,7 +117,7 @@ GreylistDecision GreylistGate::apply(const Transaction& tx, std::string_view spf
 
   for (const auto& entity : entities) {
     if (auto until = table_->auto_allowed_until(entity)) {
-      if (!env_.read_only) table_->renew_auto_allow(entity);
+      if (!read_only) table_->renew_auto_allow(entity);
       out.symbols.push_back(
           known_symbol("GREYLIST_AUTO_ALLOWED",
                        fmt::format("{} until {:%Y-%m-%d}", entity,
@@ -137,7 +138,12 @@ GreylistDecision GreylistGate::apply(const Transaction& tx, std::string_view spf
   } else if (tx.stage > Stage::rcpt) {
     for (const auto& r : tx.recipients) consider(r);
   }
-  if (recipients.empty()) return out;
+  if (recipients.empty()) {
+    // Nothing new to attempt: a later stage of a message whose triplets passed says so too.
+    if (!progress.deferred && !progress.passed_detail.empty())
+      out.symbols.push_back(known_symbol("GREYLIST_PASSED", progress.passed_detail));
+    return out;
+  }
 
   GreylistKey key;
   key.network = spf_keyed ? entities.back() : entities.front();
@@ -147,8 +153,8 @@ GreylistDecision GreylistGate::apply(const Transaction& tx, std::string_view spf
   std::string passed_detail;
   for (const auto& r : recipients) {
     key.recipient = r;
-    GreylistAnswer answer = table_->attempt(key, entities, tx_id, env_.read_only);
-    if (!env_.read_only) progress.gated.insert(r);
+    GreylistAnswer answer = table_->attempt(key, entities, tx_id, read_only);
+    if (!read_only) progress.gated.insert(r);
     if (deferred(answer.outcome)) {
       if (!progress.deferred || answer.retry_at > progress.retry_at)
         progress.retry_at = answer.retry_at;
@@ -164,7 +170,7 @@ GreylistDecision GreylistGate::apply(const Transaction& tx, std::string_view spf
         passed_detail =
             fmt::format("{} {} -> {}: {}", key.network, key.sender, r, to_string(answer.outcome));
     }
-    if (answer.hammering && !env_.read_only && !config_.actions.dry_run && env_.reputation) {
+    if (answer.hammering && !read_only && !config_.actions.dry_run && env_.reputation) {
       auto detail = fmt::format("{} early retries of {} {} -> {}", answer.early_retries,
                                 key.network, key.sender, r);
       Ban ban = env_.reputation->record_offence(client, OffenceKind::hammering, detail);
@@ -177,6 +183,7 @@ GreylistDecision GreylistGate::apply(const Transaction& tx, std::string_view spf
     out.reply_text = deferral_text();
   } else if (passed > 0) {
     out.symbols.push_back(known_symbol("GREYLIST_PASSED", passed_detail));
+    if (progress.passed_detail.empty()) progress.passed_detail = passed_detail;
   }
   return out;
 }

@@ -16,7 +16,8 @@
 // the current one, later every recipient of the message (the milter's whole-message
 // decision). A deferred triplet emits GREYLIST and marks the transaction deferred: every
 // later evaluation of it (the policy server at DATA) defers the whole message, so a message
-// is accepted or deferred as a whole. All triplets passing emits GREYLIST_PASSED.
+// is accepted or deferred as a whole. All triplets passing emits GREYLIST_PASSED, and so does
+// every later evaluation of the transaction (the milter's DATA and end of message).
 //
 // Side effects (never when Env::read_only): the table's writes; a hammering triplet records
 // a reputation offence (not in dry-run mode: monitor-only never bans).
@@ -44,6 +45,7 @@ struct GreylistProgress {
   std::set<std::string, std::less<>> gated;  // recipients already attempted
   bool deferred = false;                     // one of them was deferred
   TimePoint retry_at;                        // the latest retry time among deferred ones
+  std::string passed_detail;                 // GREYLIST_PASSED's detail, once triplets passed
 };
 
 struct GreylistDecision {
@@ -64,9 +66,10 @@ class GreylistGate {
   // `score` and `refused` describe the verdict the checks' symbols give without
   // greylisting; `symbols` are those symbols (for ALLOWLIST / DNSWL_*). `spf_pass_domain` is
   // the domain SPF passed for in this transaction (the SPF check publishes it), if any.
+  // `read_only` (also when Env::read_only): only peek, as `spamward check` does.
   GreylistDecision apply(const Transaction& tx, std::string_view spf_pass_domain,
                          const std::vector<Symbol>& symbols, double score, bool refused,
-                         GreylistProgress& progress);
+                         GreylistProgress& progress, bool read_only = false);
 
  private:
   bool matches_exempt_recipient(std::string_view recipient) const;

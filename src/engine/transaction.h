@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,7 @@
 
 #include "core/ip_address.h"
 #include "core/strings.h"
+#include "mail/message.h"
 
 namespace spamward {
 
@@ -44,6 +46,10 @@ struct Transaction {
   // allow list match only when one of these vouches for the sender's domain.
   std::string spf_pass_domain;
   std::vector<std::string> dkim_valid_domains;
+
+  // The message itself, for the content checks (stage eom): the milter at end of message,
+  // spamd, HTTP and `check`. Null before then, and always with the policy server.
+  std::shared_ptr<const Message> message;
 
   bool authenticated() const { return !sasl_username.empty(); }
 };

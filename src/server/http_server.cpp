@@ -22,6 +22,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <set>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
@@ -151,6 +152,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
   std::optional<Acceptor> acceptor;
   std::string unix_path;  // the socket file we created, removed on stop
   std::map<std::string, std::map<std::string, Handler>> routes;  // path -> method -> handler
+  std::set<std::string> read_only_routes;                          // "METHOD path"
   std::string admin_token;
   Limits limits;
   std::atomic<bool> stopped{false};
@@ -251,7 +253,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<Impl> {
       }
       co_return error_response(405);
     }
-    if (method != "GET" && method != "HEAD") {
+    if (method != "GET" && method != "HEAD" && !self->read_only_routes.count(method + " " + path)) {
       Response denied = self->authorize(req);
       if (denied.status != 200) co_return denied;
     }
@@ -510,7 +512,13 @@ void HttpServer::stop() {
   net::dispatch(impl_->ex, [self] { self->do_stop(); });
 }
 
-void HttpServer::route(std::string method, std::string path, Handler handler) {
+void HttpServer::route(std::string method, std::string path, Handler handler, bool read_only) {
+  std::string key = method + " " + path;
+  if (read_only) {
+    impl_->read_only_routes.insert(key);
+  } else {
+    impl_->read_only_routes.erase(key);
+  }
   impl_->routes[std::move(path)][std::move(method)] = std::move(handler);
 }
 

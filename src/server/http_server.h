@@ -9,7 +9,8 @@
 // - Routing is by exact path (the query string is ignored for matching) and method: unknown
 //   path -> 404; known path, other method -> 405 with an Allow header.
 // - Any method but GET and HEAD changes state, so before its handler runs: no admin token
-//   configured -> 403; no or wrong "Authorization: Bearer <token>" -> 401. The token
+//   configured -> 403; no or wrong "Authorization: Bearer <token>" -> 401. (Except routes
+//   registered as read_only, which change nothing whatever their method.) The token
 //   comparison takes time independent of where the tokens differ.
 // - Limits (set_limits): request header size, body size, time to read one request (also the
 //   keep-alive idle time), concurrent connections. Malformed or over-limit input gets an
@@ -79,7 +80,9 @@ class HttpServer {
   };
   using Handler = std::function<boost::asio::awaitable<Response>(const Request&)>;
   // Registers (or replaces) the handler for `method` (upper case, e.g. "POST") on `path`.
-  void route(std::string method, std::string path, Handler handler);
+  // `read_only`: the handler changes no state although its method is not GET (POST
+  // /api/v1/check sends a message to score), so it needs no admin token.
+  void route(std::string method, std::string path, Handler handler, bool read_only = false);
   // Empty: state-changing requests (anything but GET/HEAD) are refused with 403.
   void set_admin_token(std::string token);
   void set_limits(const Limits& limits);

@@ -78,17 +78,6 @@ std::string suppressed_note(uint64_t n) {
   return n ? " (" + std::to_string(n) + " similar lines suppressed)" : std::string();
 }
 
-// Attribute values from the wire may hold terminal escapes; keep log lines plain and short.
-std::string printable(std::string_view s, size_t max = 64) {
-  std::string out;
-  for (char ch : s.substr(0, max)) {
-    auto c = static_cast<unsigned char>(ch);
-    out += c < 0x20 || c >= 0x7F ? '?' : ch;
-  }
-  if (s.size() > max) out += "...";
-  return out;
-}
-
 }  // namespace
 
 namespace detail {

@@ -3,7 +3,8 @@
 
 --version/--help; `config check` on the shipped config and on bad files (exit 2, one stderr
 line naming file, line and key); `serve` with a bad config; allow/deny add/del/list and bad
-entries; `ip`; `check --json`; SIGHUP reload (good, dry-run, broken); /healthz and /metrics.
+entries; `ip`; `check --json` with SMTP facts and with messages (files, Maildirs, mboxes,
+stdin); SIGHUP reload (good, dry-run, broken); /healthz and /metrics.
 """
 
 import json
@@ -207,6 +208,56 @@ class Cli(h.IntegrationCase):
         # check never changes state: the lists are as they were.
         rc, out, err = sw.cli("deny", "list")
         self.assertEqual([l.split()[0] for l in out.splitlines() if l.strip()], [DENIED])
+
+    def test_check_messages_from_files_maildirs_mboxes_and_stdin(self):
+        """`check PATH...` (DESIGN §3.2, §3.4): one JSON line per message, `file` and, for
+        mbox messages only, `index`; content checks (GTUBE, HDR_*) run on each message."""
+        sw = self.spamward(start=False)
+        clean = ("Received: from a.example by mx.example.org; Wed, 2 Dec 2026 11:59:00 +0000\n"
+                 "Date: Wed, 2 Dec 2026 11:58:00 +0000\nMessage-ID: <1@a.example>\n"
+                 "From: Alice <alice@a.example>\nSubject: hi\n\nHello.\n")
+        gtube = ("Date: Wed, 2 Dec 2026 11:58:00 +0000\nMessage-ID: <2@a.example>\n"
+                 "From: alice@a.example\nSubject: test\n\n"
+                 "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\n")
+        sloppy = "Subject: no date, no id, no from\n\nbody\n"
+        d = os.path.join(sw.dir, "msgs")
+        os.makedirs(os.path.join(d, "md", "cur"))
+        os.makedirs(os.path.join(d, "md", "new"))
+        single = os.path.join(d, "clean.eml")
+        with open(single, "w") as f:
+            f.write(clean)
+        with open(os.path.join(d, "md", "new", "1"), "w") as f:
+            f.write(sloppy)
+        box = os.path.join(d, "box.mbox")
+        with open(box, "w") as f:
+            f.write("From a@a.example Wed Dec  2 11:58:00 2026\n" + clean + "\n"
+                    "From b@a.example Wed Dec  2 11:59:00 2026\n" + gtube + "\n")
+        missing = os.path.join(d, "missing.eml")
+        rc, out, err = sw.cli("check", "--json", single, os.path.join(d, "md"), box, missing, "-",
+                              input=gtube)
+        self.assertEqual(rc, 1, f"a missing path is a runtime failure; stderr={err!r}")
+        self.assertIn("missing.eml", err)
+        objs = [json.loads(l) for l in out.splitlines() if l.strip()]
+        self.assertEqual([(o["file"], o.get("index")) for o in objs],
+                         [(single, None), (os.path.join(d, "md", "new", "1"), None),
+                          (box, 1), (box, 2), ("-", None)], out)
+        names = [[s["name"] for s in o["symbols"]] for o in objs]
+        self.assertEqual(objs[0]["action"], "accept", objs[0])
+        self.assertFalse([n for n in names[0] if n.startswith("HDR_")], objs[0])
+        self.assertTrue({"HDR_DATE_MISSING", "HDR_MESSAGE_ID_MISSING", "HDR_FROM_MISSING"}
+                        <= set(names[1]), objs[1])
+        self.assertLess(objs[1]["score"], 3.0, "header oddities alone stay soft")
+        self.assertEqual(objs[2]["action"], "accept", objs[2])
+        for o, n in ((objs[3], names[3]), (objs[4], names[4])):
+            self.assertIn("GTUBE", n, o)
+            self.assertEqual(o["action"], "reject", o)
+
+        # Plain output names each message.
+        rc, out, err = sw.cli("check", box)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(f"== {box} #1", out)
+        self.assertIn(f"== {box} #2", out)
+        self.assertEqual(out.count("action: "), 2, out)
 
     # ---- the daemon ----------------------------------------------------------------------
     def test_serve_reload_health_metrics(self):

@@ -445,6 +445,53 @@ TEST(Engine, LaterStagesSeePublishedFactsInOneEvaluation) {
   EXPECT_EQ(state.spf_pass_domain, "example.net");
 }
 
+namespace {
+// Publishes a DKIM pass at eom, after a delay (a key lookup), as the DKIM check does.
+class DkimLikeCheck : public ScriptedCheck {
+ public:
+  DkimLikeCheck() : ScriptedCheck("dkim", Stage::eom, {sym("DKIM_VALID", 0, Family::auth)}) {
+    delay(std::chrono::milliseconds(20));
+  }
+  void publish(const std::vector<Symbol>&, Transaction& tx) const override {
+    tx.dkim_valid_domains = {"example.net"};
+  }
+};
+// An eom check that reads what the DKIM check publishes (like allowlist_sender_dkim).
+class DkimReader : public Check {
+ public:
+  explicit DkimReader(bool declares) : declares_(declares) {}
+  std::string_view name() const override { return "dkim_reader"; }
+  Stage stage() const override { return Stage::eom; }
+  Family family() const override { return Family::admin; }
+  bool reads_published() const override { return declares_; }
+  asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) override {
+    std::vector<Symbol> out;
+    if (!tx.dkim_valid_domains.empty()) out.push_back(sym("SAW_DKIM", 1, Family::auth));
+    co_return out;
+  }
+
+ private:
+  bool declares_;
+};
+}  // namespace
+
+TEST(Engine, ReaderOfPublishedFactsRunsAfterItsStagesPublishers) {
+  for (bool declares : {true, false}) {
+    Harness h;
+    h.checks.push_back(std::make_unique<DkimReader>(declares));  // registered first on purpose
+    h.checks.push_back(std::make_unique<DkimLikeCheck>());
+    auto engine = h.engine();
+    Transaction tx = rcpt_tx();
+    tx.stage = Stage::eom;
+    auto v = evaluate(*engine, tx);
+    bool saw = false;
+    for (const auto& s : v.symbols) saw |= s.name == "SAW_DKIM";
+    // Without reads_published the two run concurrently and the reader sees nothing: the
+    // declaration is what makes the difference.
+    EXPECT_EQ(saw, declares) << "reads_published=" << declares;
+  }
+}
+
 TEST(Decide, MaxScoreHoldsAgainstOverrides) {
   Config c = test_config();
   c.scores["RDNS_NONE"] = 4.0;

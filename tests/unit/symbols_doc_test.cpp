@@ -25,7 +25,10 @@ TEST(SymbolsDoc, EveryKnownSymbolIsDocumentedWithItsFamily) {
 TEST(SymbolsDoc, NamesAreUniqueAndUpperCase) {
   const auto& all = known_symbols();
   for (size_t i = 0; i < all.size(); ++i) {
-    for (char c : all[i].name) EXPECT_TRUE((c >= 'A' && c <= 'Z') || c == '_') << all[i].name;
+    ASSERT_FALSE(all[i].name.empty());
+    EXPECT_TRUE(all[i].name[0] >= 'A' && all[i].name[0] <= 'Z') << all[i].name;
+    for (char c : all[i].name)
+      EXPECT_TRUE((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_') << all[i].name;
     for (size_t j = i + 1; j < all.size(); ++j) EXPECT_NE(all[i].name, all[j].name);
     EXPECT_EQ(find_symbol(all[i].name), &all[i]);
   }
