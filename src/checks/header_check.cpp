@@ -127,9 +127,9 @@ class HeaderCheck final : public Check {
     }
     std::string shown = address_in_text(real->display);
     if (!shown.empty() && !iequals(domain_of(shown), domain_of(real->address))) {
-      out.push_back(known_symbol("HDR_FROM_DISPLAY_MISMATCH",
-                                 printable(shown) + " shown, " + printable(real->address) +
-                                     " real"));
+      out.push_back(
+          known_symbol("HDR_FROM_DISPLAY_MISMATCH",
+                       printable(shown) + " shown, " + printable(real->address) + " real"));
     }
   }
 
@@ -147,9 +147,9 @@ class HeaderCheck final : public Check {
       auto date = received_date(received[i]->value);
       if (!date) continue;
       if (newer && *date > *newer + limits_.future_slack) {
-        out.push_back(known_symbol(
-            "HDR_RECEIVED_IMPLAUSIBLE",
-            fmt::format("hop {} dated {} after the hop above it", i + 1, hours_text(*date - *newer))));
+        out.push_back(known_symbol("HDR_RECEIVED_IMPLAUSIBLE",
+                                   fmt::format("hop {} dated {} after the hop above it", i + 1,
+                                               hours_text(*date - *newer))));
         return;
       }
       newer = date;

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -22,8 +23,11 @@
 #include "dns/cares_resolver.h"
 #include "engine/engine.h"
 #include "ips/exporter.h"
+#include "server/check_api.h"
 #include "server/http_server.h"
+#include "server/milter_server.h"
 #include "server/policy_server.h"
+#include "server/spamd_server.h"
 #include "state/reputation.h"
 #include "state/store.h"
 
@@ -162,6 +166,8 @@ int cmd_serve(const std::string& config_path) {
   });
 
   std::unique_ptr<PolicyServer> policy;
+  std::unique_ptr<MilterServer> milter;
+  std::unique_ptr<SpamdServer> spamd;
   std::unique_ptr<HttpServer> http;
   try {
     if (!config->listen.policy.empty()) {
@@ -172,11 +178,38 @@ int cmd_serve(const std::string& config_path) {
       policy->start();
       spdlog::info("policy server listening on {}", config->listen.policy);
     }
+    if (!config->listen.milter.empty()) {
+      MilterLimits limits;
+      limits.max_connections = config->limits.max_connections;
+      limits.max_message_bytes = config->limits.max_message_bytes;
+      milter = std::make_unique<MilterServer>(io.get_executor(), engine_source, limits, metrics);
+      milter->listen(must_parse(config->listen.milter));
+      milter->start();
+      spdlog::info("milter server listening on {}", config->listen.milter);
+    }
+    if (!config->listen.spamd.empty()) {
+      SpamdLimits limits;
+      limits.max_connections = config->limits.max_connections;
+      limits.max_message_bytes = config->limits.max_message_bytes;
+      // No learner yet (Bayes, issue 6): TELL answers "learning is not available".
+      spamd = std::make_unique<SpamdServer>(io.get_executor(), engine_source, limits, metrics);
+      spamd->listen(must_parse(config->listen.spamd));
+      spamd->start();
+      spdlog::info("spamd server listening on {}", config->listen.spamd);
+    }
     if (!config->listen.http.empty()) {
       http = std::make_unique<HttpServer>(io.get_executor(), metrics);
       HttpServer::Limits http_limits;
       http_limits.max_connections = static_cast<size_t>(config->limits.max_connections);
+      // POST /api/v1/check carries a whole message.
+      http_limits.max_body_bytes =
+          std::max(http_limits.max_body_bytes,
+                   static_cast<size_t>(config->limits.max_message_bytes) + 64 * 1024);
       http->set_limits(http_limits);
+      MessageLimits message_limits;
+      message_limits.max_bytes = static_cast<size_t>(config->limits.max_message_bytes);
+      http->route("POST", kCheckApiPath, make_check_handler(engine_source, message_limits),
+                  /*read_only=*/true);
       http->set_admin_token(read_token(config->http.admin_token_file));
       http->listen(must_parse(config->listen.http));
       http->start();
@@ -185,12 +218,6 @@ int cmd_serve(const std::string& config_path) {
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;
-  }
-  for (const auto& [key, value] :
-       {std::pair{"milter", config->listen.milter}, std::pair{"spamd", config->listen.spamd}}) {
-    if (!value.empty())
-      spdlog::warn("[listen] {} = \"{}\": this build has no {} server yet; not listening", key,
-                   value, key);
   }
 
   boost::asio::signal_set reload_signals(io, SIGHUP);
@@ -208,6 +235,8 @@ int cmd_serve(const std::string& config_path) {
       try {
         auto fresh = std::make_shared<const Config>(load_config(config_path));
         if (fresh->listen.policy != config->listen.policy ||
+            fresh->listen.milter != config->listen.milter ||
+            fresh->listen.spamd != config->listen.spamd ||
             fresh->listen.http != config->listen.http || fresh->store.path != config->store.path ||
             fresh->store.backend != config->store.backend ||
             fresh->dns.servers != config->dns.servers ||
@@ -242,12 +271,16 @@ int cmd_serve(const std::string& config_path) {
     spdlog::info("signal {}: stopping", signo);
     reload_signals.cancel();
     if (policy) policy->stop();
+    if (milter) milter->stop();
+    if (spamd) spamd->stop();
     if (http) http->stop();
-    // Requests in progress get up to 5 s to finish; the loop stops as soon as the policy
-    // connections are gone (HTTP requests are short and need no drain).
+    // Requests in progress get up to 5 s to finish; the loop stops as soon as the policy,
+    // milter and spamd connections are gone (HTTP requests are short and need no drain).
     give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     drain_poll = [&] {
-      if ((!policy || policy->open_connections() == 0) ||
+      if (((!policy || policy->open_connections() == 0) &&
+           (!milter || milter->open_connections() == 0) &&
+           (!spamd || spamd->open_connections() == 0)) ||
           std::chrono::steady_clock::now() >= give_up) {
         io.stop();
         return;

@@ -15,9 +15,26 @@ bool is_atext_or_dot(char c) {
   if (u >= 0x80) return true;  // SMTPUTF8 local parts and IDN domains
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '/': case '=': case '?': case '^': case '_': case '`': case '{':
-    case '|': case '}': case '~': case '.':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '/':
+    case '=':
+    case '?':
+    case '^':
+    case '_':
+    case '`':
+    case '{':
+    case '|':
+    case '}':
+    case '~':
+    case '.':
       return true;
     default:
       return false;
@@ -47,8 +64,8 @@ bool plausible_domain(std::string_view d) {
   if (d.front() == '.' || d.back() == '.' || d.find("..") != std::string_view::npos) return false;
   for (char c : d) {
     unsigned char u = static_cast<unsigned char>(c);
-    if (!(u >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-          (c >= '0' && c <= '9') || c == '-' || c == '.'))
+    if (!(u >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '-' || c == '.'))
       return false;
   }
   return true;

@@ -67,7 +67,8 @@ class MboxSplitter {
       if (!started_) start_message();  // text before any separator: a message of its own
       // mboxrd/mboxo: one '>' is removed from a quoted From line.
       size_t quotes = line.find_first_not_of('>');
-      if (quotes != std::string_view::npos && quotes > 0 && line.substr(quotes).starts_with("From ")) {
+      if (quotes != std::string_view::npos && quotes > 0 &&
+          line.substr(quotes).starts_with("From ")) {
         line.remove_prefix(1);
       }
       append(line);

@@ -1,5 +1,6 @@
 #include "mail/rfc2047.h"
 
+#include "core/strings.h"
 #include "mail/charset.h"
 #include "mail/transfer_decode.h"
 
@@ -59,14 +60,7 @@ bool all_space(std::string_view s) {
 }
 
 bool same_charset(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
+  return iequals(a, b);
 }
 
 // Stateful encodings (ISO-2022-*, UTF-7, HZ): each word shifts back to ASCII at its end, and

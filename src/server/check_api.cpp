@@ -62,10 +62,14 @@ std::string parse_query(std::string_view target, Envelope& env, bool& has_rcpt) 
     auto key = url_decode(pair.substr(0, eq));
     auto value = url_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
     if (!key || !value) return "malformed query string";
-    if (*key == "ip") env.ip = *value;
-    else if (*key == "helo") env.helo = *value;
-    else if (*key == "hostname") env.hostname = *value;
-    else if (*key == "from") env.from = *value;
+    if (*key == "ip")
+      env.ip = *value;
+    else if (*key == "helo")
+      env.helo = *value;
+    else if (*key == "hostname")
+      env.hostname = *value;
+    else if (*key == "from")
+      env.from = *value;
     else if (*key == "rcpt") {
       env.rcpt.push_back(*value);
       has_rcpt = true;
@@ -149,16 +153,16 @@ boost::asio::awaitable<HttpServer::Response> handle_check(EngineSource engine_so
 
   HttpServer::Response r;
   r.content_type = "application/json";
-  r.body = verdict_json(verdict).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
-           "\n";
+  r.body =
+      verdict_json(verdict).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   co_return r;
 }
 
 }  // namespace
 
 HttpServer::Handler make_check_handler(EngineSource engine_source, MessageLimits limits) {
-  return [engine_source = std::move(engine_source),
-          limits](const HttpServer::Request& request) -> boost::asio::awaitable<HttpServer::Response> {
+  return [engine_source = std::move(engine_source), limits](
+             const HttpServer::Request& request) -> boost::asio::awaitable<HttpServer::Response> {
     return handle_check(engine_source, limits, request);
   };
 }

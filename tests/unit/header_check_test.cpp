@@ -16,8 +16,8 @@ namespace {
 
 TimePoint utc(int y, unsigned mo, unsigned d, int h, int mi, int s) {
   using namespace std::chrono;
-  auto t = sys_days(year_month_day{year(y), month(mo), day(d)}) + hours(h) + minutes(mi) +
-           seconds(s);
+  auto t =
+      sys_days(year_month_day{year(y), month(mo), day(d)}) + hours(h) + minutes(mi) + seconds(s);
   return time_point_cast<milliseconds>(t);
 }
 
@@ -78,8 +78,7 @@ TEST(Mailbox, DisplayNamesQuotesCommentsAndGroups) {
 
 TEST(Mailbox, AddressShownInText) {
   EXPECT_EQ(address_in_text("PayPal service@paypal.com"), "service@paypal.com");
-  EXPECT_EQ(address_in_text("Alice (alice.smith@example.org) via list"),
-            "alice.smith@example.org");
+  EXPECT_EQ(address_in_text("Alice (alice.smith@example.org) via list"), "alice.smith@example.org");
   EXPECT_EQ(address_in_text("Alice Smith"), "");
   EXPECT_EQ(address_in_text("@ home"), "");
 }
@@ -131,7 +130,7 @@ TEST_F(HeaderCheckTest, NoMessageOrAuthenticatedClientGivesNothing) {
   auto check = make_header_check(env_);
   EXPECT_TRUE(check->run_now(Transaction{})->empty());
   EXPECT_TRUE(names(/*authenticated=*/true).empty());  // an empty message, but our own user
-  EXPECT_EQ(names().size(), 3u);                        // the same message from outside
+  EXPECT_EQ(names().size(), 3u);                       // the same message from outside
 }
 
 TEST_F(HeaderCheckTest, MissingFields) {

@@ -59,11 +59,12 @@ TEST_F(MessageSourceTest, SingleFileIsOneMessage) {
 }
 
 TEST_F(MessageSourceTest, MboxIsSplitAndUnquoted) {
-  std::string path = write("box",
-                           "From a@example.org Mon Dec  1 10:00:00 2026\n"
-                           "Subject: one\n\nbody 1\n>From the quoted line\n>>From twice\n\n"
-                           "From b@example.org Mon Dec  1 10:01:00 2026\n"
-                           "Subject: two\n\nbody 2\nFrom not a separator (no blank line before)\n\n");
+  std::string path =
+      write("box",
+            "From a@example.org Mon Dec  1 10:00:00 2026\n"
+            "Subject: one\n\nbody 1\n>From the quoted line\n>>From twice\n\n"
+            "From b@example.org Mon Dec  1 10:01:00 2026\n"
+            "Subject: two\n\nbody 2\nFrom not a separator (no blank line before)\n\n");
   auto m = read({path});
   ASSERT_EQ(m.size(), 2u);
   EXPECT_EQ(m[0].index, 1u);
@@ -144,8 +145,8 @@ TEST_F(MessageSourceTest, ConsumerCanStopEarly) {
   std::string path = write("box", "From a\nA: 1\n\nFrom b\nB: 2\n\nFrom c\nC: 3\n");
   int seen = 0;
   for_each_message(
-      {path, path}, {},
-      [&](RawMessage&) { return ++seen < 2; }, [](const std::string&, const std::string&) {});
+      {path, path}, {}, [&](RawMessage&) { return ++seen < 2; },
+      [](const std::string&, const std::string&) {});
   EXPECT_EQ(seen, 2);
 }
 

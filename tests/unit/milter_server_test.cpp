@@ -1,0 +1,570 @@
+// MilterServer in-process on loopback TCP (port 0), with a real Engine, test checks chosen by
+// the client address, and a content check that reports what the parsed message held. The MTA
+// side is a blocking socket speaking milter frames, with receive timeouts, so a hung server
+// fails a test instead of hanging it.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "server/milter_server.h"
+#include "state/store.h"
+
+namespace spamward {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace std::string_literals;
+
+// client 192.0.2.N: 1 nothing, 2 reject (two families), 3 tag (7 points), 4 a permanent ban,
+// 6 the check throws (fail open).
+class ByAddressCheck final : public Check {
+ public:
+  std::string_view name() const override { return "test_by_address"; }
+  Stage stage() const override { return Stage::connect; }
+  Family family() const override { return Family::dnsbl; }
+  boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) override {
+    std::vector<Symbol> out;
+    if (!tx.client_address || !tx.client_address->is_v4()) co_return out;
+    switch (tx.client_address->v4_host_order() & 0xff) {
+      case 2:
+        out.push_back({"TEST_DNSBL", 10.0, Family::dnsbl, "", false});
+        out.push_back({"TEST_RFC", 10.0, Family::rfc, "", false});
+        break;
+      case 3:
+        out.push_back({"TEST_DNSBL", 7.0, Family::dnsbl, "", false});
+        break;
+      case 4:
+        out.push_back({"REPUTATION_BANNED", 0.0, Family::behaviour, "5 offences", true});
+        break;
+      case 6:
+        throw std::runtime_error("test check failure");
+      default:
+        break;
+    }
+    co_return out;
+  }
+};
+
+// What the content check saw at end of message (written on the server's thread).
+struct Seen {
+  std::mutex mu;
+  Transaction tx;
+  std::string subject;
+  size_t body_size = 0;
+  bool had_message = false;
+};
+
+// At end of message: TEST_SUBJECT (0.5) when there is a Subject, TEST_BODY (0.25) always; it
+// records the transaction and the parsed message.
+class ContentCheck final : public Check {
+ public:
+  explicit ContentCheck(std::shared_ptr<Seen> seen) : seen_(std::move(seen)) {}
+  std::string_view name() const override { return "test_content"; }
+  Stage stage() const override { return Stage::eom; }
+  Family family() const override { return Family::content; }
+  std::optional<std::vector<Symbol>> run_now(const Transaction& tx) override {
+    std::vector<Symbol> out;
+    std::lock_guard lock(seen_->mu);
+    seen_->tx = tx;
+    seen_->had_message = tx.message != nullptr;
+    seen_->subject.clear();
+    seen_->body_size = 0;
+    if (!tx.message) return out;
+    if (const HeaderField* subject = tx.message->header("Subject")) {
+      seen_->subject = subject->value;
+      out.push_back({"TEST_SUBJECT", 0.5, Family::content, subject->value, false});
+    }
+    seen_->body_size = tx.message->raw_body.size();
+    out.push_back({"TEST_BODY", 0.25, Family::content, "", false});
+    return out;
+  }
+  boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) override {
+    co_return *run_now(tx);
+  }
+
+ private:
+  std::shared_ptr<Seen> seen_;
+};
+
+std::string be32(uint32_t v) {
+  std::string s;
+  for (int shift : {24, 16, 8, 0}) s += static_cast<char>((v >> shift) & 0xff);
+  return s;
+}
+
+std::string frame(char cmd, std::string_view data = {}) {
+  std::string out;
+  append_frame(out, cmd, data);
+  return out;
+}
+
+struct Reply {
+  char code = 0;
+  std::string data;
+};
+
+// The MTA side.
+class Mta {
+ public:
+  explicit Mta(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  }
+  ~Mta() { ::close(fd_); }
+  bool connected() const { return ok_; }
+
+  bool send(std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // One reply frame; code 0 on timeout or EOF.
+  Reply reply(std::chrono::milliseconds timeout = 5000ms) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      if (pending_.size() >= 4) {
+        uint32_t len = (uint32_t{static_cast<unsigned char>(pending_[0])} << 24) |
+                       (uint32_t{static_cast<unsigned char>(pending_[1])} << 16) |
+                       (uint32_t{static_cast<unsigned char>(pending_[2])} << 8) |
+                       uint32_t{static_cast<unsigned char>(pending_[3])};
+        if (len >= 1 && pending_.size() >= 4 + len) {
+          Reply r{pending_[4], pending_.substr(5, len - 1)};
+          pending_.erase(0, 4 + len);
+          return r;
+        }
+      }
+      char buf[65536];
+      ssize_t n = read_some(buf, sizeof buf, deadline);
+      if (n <= 0) return {};
+      pending_.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+  // Sends a command and returns its reply.
+  Reply command(char cmd, std::string_view data = {}) {
+    if (!send(frame(cmd, data))) return {};
+    return reply();
+  }
+
+  // Replies until the final one of end of message (accept, continue, reject, tempfail,
+  // replycode), modifications included.
+  std::vector<Reply> eom() {
+    std::vector<Reply> out;
+    if (!send(frame('E'))) return out;
+    for (;;) {
+      Reply r = reply();
+      out.push_back(r);
+      if (r.code == 0 || std::string_view("acrtyd").find(r.code) != std::string_view::npos)
+        return out;
+    }
+  }
+
+  bool closed_by_server(std::chrono::milliseconds timeout = 5000ms) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    char buf[65536];
+    for (;;) {
+      ssize_t n = read_some(buf, sizeof buf, deadline);
+      if (n == 0) return true;
+      if (n < 0) return errno == ECONNRESET;
+    }
+  }
+
+  // OPTNEG as Postfix 3.7 with milter_protocol = 6 offers it.
+  Reply negotiate(uint32_t protocol = 0x1fffff) {
+    return command('O', be32(6) + be32(0x1ff) + be32(protocol));
+  }
+  Reply connect(const std::string& address, const std::string& host = "") {
+    send(frame('D',
+               "C{daemon_addr}\0"
+               "192.0.2.25\0"
+               "{daemon_port}\0"
+               "25\0"s));
+    return command('C', (host.empty() ? "[" + address + "]" : host) + "\0"s + "4" + "\x9c\x40"s +
+                            address + "\0"s);
+  }
+
+ private:
+  ssize_t read_some(char* buf, size_t size, std::chrono::steady_clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    return ::recv(fd_, buf, size, 0);
+  }
+  int fd_;
+  bool ok_ = false;
+  std::string pending_;
+};
+
+bool has_frame(const std::vector<Reply>& rs, char code, const std::string& data) {
+  for (const auto& r : rs)
+    if (r.code == code && r.data == data) return true;
+  return false;
+}
+
+const Reply* find_header(const std::vector<Reply>& rs, const std::string& name) {
+  for (const auto& r : rs)
+    if (r.code == 'h' && r.data.rfind(name + '\0', 0) == 0) return &r;
+  return nullptr;
+}
+
+class MilterServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    saved_level_ = decision_logger().level();
+    decision_logger().set_level(spdlog::level::off);
+  }
+
+  void TearDown() override {
+    if (server_) {
+      server_->stop();
+      io_.stop();
+      if (thread_.joinable()) thread_.join();
+      server_.reset();
+    }
+    decision_logger().set_level(saved_level_);
+  }
+
+  void start(MilterLimits limits = {}, std::string greylist = "off") {
+    auto config = std::make_shared<Config>();
+    config->greylist.mode = greylist;
+    Env env;
+    env.clock = &clock_;
+    env.metrics = &metrics_;
+    env.store = store_.get();
+    std::vector<std::unique_ptr<Check>> checks;
+    checks.push_back(std::make_unique<ByAddressCheck>());
+    checks.push_back(std::make_unique<ContentCheck>(seen_));
+    engine_ = std::make_shared<Engine>(config, env, std::move(checks));
+    server_ = std::make_unique<MilterServer>(
+        io_.get_executor(), [this] { return engine_available_ ? engine_ : nullptr; }, limits,
+        metrics_);
+    server_->listen(*ListenSpec::parse("127.0.0.1:0"));
+    server_->start();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  double errors(const std::string& reason) {
+    return metrics_.value("spamward_protocol_errors_total",
+                          {{"server", "milter"}, {"reason", reason}});
+  }
+
+  // negotiate, connect, helo, mail, one rcpt per address given, data; all must CONTINUE.
+  void envelope(Mta& mta, const std::string& client,
+                std::vector<std::string> rcpts = {"<b@example.org>"}) {
+    ASSERT_EQ(mta.negotiate().code, 'O');
+    ASSERT_EQ(mta.connect(client, "mx.example.net").code, 'c');
+    ASSERT_EQ(mta.command('H', "mx.example.net\0"s).code, 'c');
+    mta.send(frame('D',
+                   "Mi\0"
+                   "4F2A1B\0"s));
+    ASSERT_EQ(mta.command('M', "<a@example.net>\0SIZE=100\0"s).code, 'c');
+    for (const auto& r : rcpts) ASSERT_EQ(mta.command('R', r + "\0"s).code, 'c');
+    ASSERT_EQ(mta.command('T').code, 'c');
+  }
+
+  FakeClock clock_;
+  Metrics metrics_;
+  std::unique_ptr<Store> store_ = make_memory_store(clock_);
+  std::shared_ptr<Seen> seen_ = std::make_shared<Seen>();
+  std::shared_ptr<Engine> engine_;
+  std::atomic<bool> engine_available_{true};
+  boost::asio::io_context io_{1};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{
+      io_.get_executor()};
+  std::unique_ptr<MilterServer> server_;
+  std::thread thread_;
+  spdlog::level::level_enum saved_level_ = spdlog::level::info;
+};
+
+TEST_F(MilterServerTest, NegotiationAsksForMacrosSkipAndLeadingSpace) {
+  start();
+  Mta mta(server_->port());
+  ASSERT_TRUE(mta.connected());
+  Reply r = mta.negotiate();
+  ASSERT_EQ(r.code, 'O');
+  ASSERT_GE(r.data.size(), 12u);
+  EXPECT_EQ(r.data.substr(0, 4), be32(6));
+  EXPECT_EQ(r.data.substr(4, 4), be32(0x111)) << "ADDHDRS | CHGHDRS | SETSYMLIST";
+  EXPECT_EQ(r.data.substr(8, 4), be32(0x100400)) << "SKIP | HDR_LEADSPC";
+  EXPECT_NE(r.data.find("{daemon_addr}"), std::string::npos);
+  EXPECT_EQ(server_->open_connections(), 1u);
+  EXPECT_EQ(metrics_.value("spamward_open_connections", {{"server", "milter"}}), 1.0);
+}
+
+TEST_F(MilterServerTest, WholeMessageScoredWithContentAndForgedHeadersReplaced) {
+  start();
+  Mta mta(server_->port());
+  envelope(mta, "192.0.2.3", {"<b@example.org>", "<c@example.org>"});
+  // Values as Postfix sends them with HDR_LEADSPC: the leading space kept, folds as "\n\t".
+  EXPECT_EQ(mta.command('L', "X-Spam-Flag\0 NO\0"s).code, 'c');
+  EXPECT_EQ(mta.command('L', "Subject\0 hello\n\tworld\0"s).code, 'c');
+  EXPECT_EQ(mta.command('L', "x-spam-flag\0 NO\0"s).code, 'c');
+  EXPECT_EQ(mta.command('L', "X-Spamward-Symbols\0 NONE(0.00)\0"s).code, 'c');
+  EXPECT_EQ(mta.command('N').code, 'c');
+  EXPECT_EQ(mta.command('B', "line one\r\nline two\r\n").code, 'c');
+  auto rs = mta.eom();
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a');
+  // Deleted by index per name, highest first, before the additions.
+  EXPECT_TRUE(has_frame(rs, 'm', be32(2) + "X-Spam-Flag\0\0"s));
+  EXPECT_TRUE(has_frame(rs, 'm', be32(1) + "X-Spam-Flag\0\0"s));
+  EXPECT_TRUE(has_frame(rs, 'm', be32(1) + "X-Spamward-Symbols\0\0"s));
+  EXPECT_TRUE(has_frame(rs, 'h', "X-Spam-Flag\0 YES\0"s)) << "tag: 7 + 0.5 + 0.25";
+  EXPECT_TRUE(has_frame(rs, 'h', "X-Spam-Score\0 7.75\0"s));
+  const Reply* symbols = find_header(rs, "X-Spamward-Symbols");
+  ASSERT_TRUE(symbols);
+  EXPECT_NE(symbols->data.find("TEST_DNSBL(7.00)"), std::string::npos);
+  EXPECT_NE(symbols->data.find("TEST_SUBJECT(0.50)"), std::string::npos) << symbols->data;
+  size_t first_delete = rs.size(), first_add = rs.size();
+  for (size_t i = 0; i < rs.size(); ++i) {
+    if (rs[i].code == 'm' && first_delete == rs.size()) first_delete = i;
+    if (rs[i].code == 'h' && first_add == rs.size()) first_add = i;
+  }
+  EXPECT_LT(first_delete, first_add);
+
+  // The message reached the content check: the folded Subject unfolded, the body, and the
+  // envelope and macro facts.
+  {
+    std::lock_guard lock(seen_->mu);
+    EXPECT_TRUE(seen_->had_message);
+    EXPECT_EQ(seen_->subject, "hello\tworld") << "unfolded: CRLF removed, the tab kept";
+    EXPECT_EQ(seen_->body_size, 20u);
+    const Transaction& tx = seen_->tx;
+    EXPECT_EQ(tx.stage, Stage::eom);
+    EXPECT_EQ(tx.helo, "mx.example.net");
+    EXPECT_EQ(tx.sender, "a@example.net");
+    EXPECT_EQ(tx.recipients, (std::vector<std::string>{"b@example.org", "c@example.org"}));
+    EXPECT_EQ(tx.queue_id, "4F2A1B");
+    EXPECT_EQ(tx.id, "4F2A1B");
+    EXPECT_EQ(tx.client_name, "mx.example.net");
+    ASSERT_TRUE(tx.client_address);
+    EXPECT_EQ(tx.client_address->to_string(), "192.0.2.3");
+    ASSERT_TRUE(tx.server_address);
+    EXPECT_EQ(tx.server_address->to_string(), "192.0.2.25");
+    EXPECT_EQ(tx.server_port, 25);
+    EXPECT_EQ(tx.size, 17 + 24 + 17 + 32 + 2 + 20) << "header lines, blank line and body";
+  }
+
+  // A second message on the same connection: a fresh transaction.
+  mta.send(frame('A'));
+  mta.send(frame('D',
+                 "Mi\0"
+                 "5B3C2D\0"s));
+  EXPECT_EQ(mta.command('M', "<>\0"s).code, 'c');
+  EXPECT_EQ(mta.command('R', "<d@example.org>\0"s).code, 'c');
+  EXPECT_EQ(mta.command('T').code, 'c');
+  EXPECT_EQ(mta.command('N').code, 'c');
+  rs = mta.eom();
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a');
+  for (const auto& r : rs) EXPECT_NE(r.code, 'm') << "no forged headers in this one";
+  EXPECT_TRUE(has_frame(rs, 'h', "X-Spam-Score\0 7.25\0"s)) << "no subject, empty body";
+  std::lock_guard lock(seen_->mu);
+  EXPECT_EQ(seen_->tx.sender, "") << "a bounce";
+  EXPECT_EQ(seen_->tx.recipients, std::vector<std::string>{"d@example.org"});
+  EXPECT_EQ(seen_->tx.queue_id, "5B3C2D");
+}
+
+TEST_F(MilterServerTest, RefusalsDecidedAtConnectAreAnsweredAtMail) {
+  start();
+  for (auto [client, code] :
+       {std::pair{"192.0.2.2", "550 5.7.1 "}, std::pair{"192.0.2.4", "554 5.7.1 "}}) {
+    Mta mta(server_->port());
+    ASSERT_EQ(mta.negotiate().code, 'O');
+    EXPECT_EQ(mta.connect(client).code, 'c') << "MTAs replace a connect-stage text with theirs";
+    EXPECT_EQ(mta.command('H', "mx.example.net\0"s).code, 'c');
+    Reply r = mta.command('M', "<a@example.net>\0"s);
+    ASSERT_EQ(r.code, 'y') << client;
+    EXPECT_EQ(r.data.rfind(code, 0), 0u) << r.data;
+    EXPECT_EQ(r.data.back(), '\0');
+    // The MTA ends the transaction; a new MAIL is refused again.
+    mta.send(frame('A'));
+    EXPECT_EQ(mta.command('M', "<b@example.net>\0"s).code, 'y');
+  }
+}
+
+TEST_F(MilterServerTest, GreylistingDefersTheWholeMessageOnceAtData) {
+  start({}, "always");
+  Mta mta(server_->port());
+  ASSERT_EQ(mta.negotiate().code, 'O');
+  ASSERT_EQ(mta.connect("192.0.2.1", "mx.example.net").code, 'c');
+  ASSERT_EQ(mta.command('H', "mx.example.net\0"s).code, 'c');
+  ASSERT_EQ(mta.command('M', "<a@example.net>\0"s).code, 'c');
+  EXPECT_EQ(mta.command('R', "<b@example.org>\0"s).code, 'c') << "never deferred at RCPT";
+  EXPECT_EQ(mta.command('R', "<c@example.org>\0"s).code, 'c');
+  Reply data = mta.command('T');
+  ASSERT_EQ(data.code, 'y');
+  EXPECT_EQ(data.data.rfind("451 4.7.1 ", 0), 0u) << data.data;
+
+  // Retried after min_delay: accepted, with the greylist symbol showing it passed.
+  clock_.advance(std::chrono::minutes(6));
+  mta.send(frame('A'));
+  ASSERT_EQ(mta.command('M', "<a@example.net>\0"s).code, 'c');
+  EXPECT_EQ(mta.command('R', "<b@example.org>\0"s).code, 'c');
+  EXPECT_EQ(mta.command('R', "<c@example.org>\0"s).code, 'c');
+  EXPECT_EQ(mta.command('T').code, 'c');
+  EXPECT_EQ(mta.command('N').code, 'c');
+  auto rs = mta.eom();
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a');
+  const Reply* symbols = find_header(rs, "X-Spamward-Symbols");
+  ASSERT_TRUE(symbols);
+  EXPECT_NE(symbols->data.find("GREYLIST_PASSED"), std::string::npos) << symbols->data;
+}
+
+TEST_F(MilterServerTest, SkipPastMaxMessageBytesAndScoresWhatItSaw) {
+  MilterLimits limits;
+  limits.max_message_bytes = 1000;
+  start(limits);
+  Mta mta(server_->port());
+  envelope(mta, "192.0.2.1");
+  EXPECT_EQ(mta.command('L', "Subject\0 big\0"s).code, 'c');
+  EXPECT_EQ(mta.command('N').code, 'c');
+  EXPECT_EQ(mta.command('B', std::string(600, 'a')).code, 'c');
+  EXPECT_EQ(mta.command('B', std::string(600, 'b')).code, 's') << "past the limit: SKIP";
+  auto rs = mta.eom();
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a') << "never refused for its size";
+  EXPECT_TRUE(has_frame(rs, 'h', "X-Spam-Score\0 0.75\0"s));
+  EXPECT_EQ(metrics_.value("spamward_milter_truncated_total"), 1.0);
+  {
+    std::lock_guard lock(seen_->mu);
+    EXPECT_EQ(seen_->body_size, 1000u - 14 - 2) << "headers and body share the limit";
+  }
+
+  // Without SMFIP_SKIP offered: CONTINUE, the rest not stored.
+  Mta old(server_->port());
+  ASSERT_EQ(old.negotiate(0x7f).code, 'O');
+  ASSERT_EQ(old.connect("192.0.2.1").code, 'c');
+  ASSERT_EQ(old.command('M', "<a@example.net>\0"s).code, 'c');
+  ASSERT_EQ(old.command('R', "<b@example.org>\0"s).code, 'c');
+  ASSERT_EQ(old.command('N').code, 'c');
+  EXPECT_EQ(old.command('B', std::string(2000, 'c')).code, 'c');
+  EXPECT_EQ(old.command('B', std::string(2000, 'd')).code, 'c');
+  rs = old.eom();
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a');
+  EXPECT_TRUE(has_frame(rs, 'h',
+                        "X-Spam-Score\0"
+                        "0.25\0"s))
+      << "no leading space negotiated";
+  EXPECT_TRUE(has_frame(rs, 'h',
+                        "X-Spamward-Symbols\0"
+                        "TEST_BODY(0.25)\0"s));
+  std::lock_guard lock(seen_->mu);
+  EXPECT_EQ(seen_->body_size, 998u) << "the first max_message_bytes bytes";
+  EXPECT_EQ(seen_->tx.size, 4002) << "everything seen";
+}
+
+TEST_F(MilterServerTest, LargeBodyChunkAcceptedOversizedFrameClosesOnlyThatConnection) {
+  start();
+  Mta good(server_->port());
+  envelope(good, "192.0.2.1");
+  ASSERT_EQ(good.command('N').code, 'c');
+  EXPECT_EQ(good.command('B', std::string(65535, 'x')).code, 'c');
+  EXPECT_EQ(good.command('B', std::string(70000, 'y')).code, 'c') << "over 64 KiB is fine";
+
+  Mta bad(server_->port());
+  ASSERT_EQ(bad.negotiate().code, 'O');
+  ASSERT_TRUE(bad.send(be32((1u << 20) + 2) + "B"));
+  EXPECT_TRUE(bad.closed_by_server());
+  EXPECT_EQ(errors("frame_too_large"), 1.0);
+
+  // The other connection goes on.
+  auto rs = good.eom();
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a');
+}
+
+TEST_F(MilterServerTest, ProtocolErrorsCloseTheConnection) {
+  start();
+  {
+    Mta mta(server_->port());
+    ASSERT_TRUE(mta.send(frame('C',
+                               "host\0"
+                               "4"s)));
+    EXPECT_TRUE(mta.closed_by_server()) << "a command before negotiation";
+  }
+  {
+    Mta mta(server_->port());
+    ASSERT_EQ(mta.negotiate().code, 'O');
+    ASSERT_TRUE(mta.send(frame('C', "no-nul")));
+    EXPECT_TRUE(mta.closed_by_server());
+  }
+  {
+    Mta mta(server_->port());
+    ASSERT_EQ(mta.negotiate().code, 'O');
+    ASSERT_TRUE(mta.send(frame('Z')));
+    EXPECT_TRUE(mta.closed_by_server());
+  }
+  {
+    Mta mta(server_->port());
+    ASSERT_TRUE(mta.send(frame('O', be32(1) + be32(0) + be32(0))));
+    EXPECT_TRUE(mta.closed_by_server());
+  }
+  EXPECT_EQ(errors("unexpected_command"), 1.0);
+  EXPECT_EQ(errors("malformed_command"), 1.0);
+  EXPECT_EQ(errors("unknown_command"), 1.0);
+  EXPECT_EQ(errors("bad_negotiation"), 1.0);
+}
+
+TEST_F(MilterServerTest, QuitNcStartsANewSessionOnTheSameConnection) {
+  start();
+  Mta mta(server_->port());
+  ASSERT_EQ(mta.negotiate().code, 'O');
+  ASSERT_EQ(mta.connect("192.0.2.2").code, 'c');
+  ASSERT_EQ(mta.command('M', "<a@example.net>\0"s).code, 'y') << "the first session's client";
+  ASSERT_TRUE(mta.send(frame('K')));  // QUIT_NC: no reply
+  EXPECT_EQ(mta.connect("192.0.2.1").code, 'c') << "the new session has its own client";
+  EXPECT_EQ(mta.command('H', "mx.example.net\0"s).code, 'c');
+  EXPECT_EQ(mta.command('U', "XYZZY\0"s).code, 'c') << "an unknown SMTP command";
+  EXPECT_EQ(mta.command('M', "<a@example.net>\0"s).code, 'c');
+  ASSERT_TRUE(mta.send(frame('Q')));
+  EXPECT_TRUE(mta.closed_by_server());
+}
+
+TEST_F(MilterServerTest, FailsOpenWhenTheEngineThrowsOrIsMissing) {
+  start();
+  Mta mta(server_->port());
+  envelope(mta, "192.0.2.6");  // the check throws: the engine fails it open
+  ASSERT_EQ(mta.command('L', "X-Spam-Flag\0 YES\0"s).code, 'c');
+  ASSERT_EQ(mta.command('N').code, 'c');
+  engine_available_ = false;
+  auto rs = mta.eom();
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a');
+  EXPECT_TRUE(has_frame(rs, 'm', be32(1) + "X-Spam-Flag\0\0"s)) << "still removed";
+  EXPECT_FALSE(find_header(rs, "X-Spam-Score")) << "no engine, no verdict";
+}
+
+}  // namespace
+}  // namespace spamward
