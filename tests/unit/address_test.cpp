@@ -107,9 +107,10 @@ TEST(NormalizeSender, UsesTheLastAt) {
 }
 
 TEST(NormalizeSender, HostileInputIsLinearAndBounded) {
-  // 1 MiB of each shape an attacker might try; each must finish quickly and keep its shape.
+  // 1 MiB of each shape an attacker might try; each must keep its shape. Linear: a quadratic
+  // pass over 1 MiB would be ~10^12 steps and never finish within ctest's timeout (no timing
+  // is asserted here: a loaded CI machine must not fail it).
   const size_t n = size_t{1} << 20;
-  auto start = std::chrono::steady_clock::now();
   std::string digits(n, '7');
   EXPECT_EQ(normalize_sender(digits + "@example.org"), "#@example.org");
   std::string equals = "prvs=" + std::string(n, '=') + "@example.org";
@@ -120,8 +121,6 @@ TEST(NormalizeSender, HostileInputIsLinearAndBounded) {
   EXPECT_EQ(normalize_sender(ats), ats);
   std::string pluses = "a" + std::string(n, '+');
   EXPECT_EQ(normalize_sender(pluses), "a");
-  auto elapsed = std::chrono::steady_clock::now() - start;
-  EXPECT_LT(elapsed, std::chrono::seconds(2));
 }
 
 TEST(NormalizeSender, KeepsBytesOutsideAscii) {

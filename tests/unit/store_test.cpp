@@ -2,11 +2,13 @@
 // across reopen and kill -9, the format version, map growth, several openers of one path.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -385,11 +387,25 @@ TEST_F(LmdbStore, SurvivesKillNineWithEveryFlushedWrite) {
       }
     }
     close(fds[1]);
-    // Drain the pipe until a random moment, then kill.
-    auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(round == 0 ? 1 : rng() % 150);
     std::string received;
     char buf[4096];
+    // Except in the first round (a kill during creation), let the child report a few flushed
+    // writes first, however slow the machine (ASan, a loaded CI box): otherwise the rounds
+    // may prove nothing. Then drain the pipe until a random moment, and kill.
+    if (round > 0) {
+      auto patience = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (std::count(received.begin(), received.end(), '\n') < 3 &&
+             std::chrono::steady_clock::now() < patience) {
+        pollfd p{fds[0], POLLIN, 0};
+        if (poll(&p, 1, 1000) > 0) {
+          ssize_t n = read(fds[0], buf, sizeof buf);
+          if (n <= 0) break;
+          received.append(buf, static_cast<size_t>(n));
+        }
+      }
+    }
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(round == 0 ? 1 : rng() % 150);
     for (;;) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
