@@ -69,6 +69,8 @@ class DkimCheck final : public Check {
 
   void publish(const std::vector<Symbol>& emitted, Transaction& tx) const override {
     for (const auto& s : emitted) {
+      // Every signature failed for good, or there was none usable (DMARC: no aligned pass).
+      if (s.name == "DKIM_INVALID" || s.name == "DKIM_NONE") tx.dkim_decided = true;
       if (s.name != "DKIM_VALID") continue;
       tx.dkim_valid_domains.clear();
       size_t start = 0;

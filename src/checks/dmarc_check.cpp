@@ -63,14 +63,17 @@ struct Facts {
   std::string spf_pass_domain;
   std::vector<std::string> dkim_valid_domains;
   std::vector<std::string> dkim_signed_domains;  // d= of the signatures that could pass
+  bool spf_decided = false;                      // SPF answered for the identity (not a timeout)
+  bool dkim_decided = false;  // every signature failed for good (or none was usable)
   bool mailing_list = false;
 };
 
 Evidence spf_evidence(const Facts& f, const std::string& from, DmarcAlignment mode) {
   if (dmarc_aligned(f.spf_pass_domain, from, mode)) return Evidence::aligned;
   if (f.spf_identity.empty()) return Evidence::unknown;
-  // The identity aligns, yet no aligned pass: SPF failed, or did not answer.
-  if (dmarc_aligned(f.spf_identity, from, mode)) return Evidence::unknown;
+  // The identity aligns, yet no aligned pass: a failure when SPF answered; unknown when it
+  // did not (a timeout might have been a pass).
+  if (dmarc_aligned(f.spf_identity, from, mode) && !f.spf_decided) return Evidence::unknown;
   return Evidence::not_aligned;
 }
 
@@ -78,8 +81,10 @@ Evidence dkim_evidence(const Facts& f, const std::string& from, DmarcAlignment m
   for (const auto& d : f.dkim_valid_domains) {
     if (dmarc_aligned(d, from, mode)) return Evidence::aligned;
   }
+  if (f.dkim_decided) return Evidence::not_aligned;  // every signature failed for good
   for (const auto& d : f.dkim_signed_domains) {
-    // An aligned signature that did not verify: broken, or its key lookup timed out.
+    // An aligned signature that did not verify, and DKIM did not say it failed for good: its
+    // key lookup timed out, or it was not judged (the DKIM check missed the deadline).
     if (dmarc_aligned(d, from, mode)) return Evidence::unknown;
   }
   return Evidence::not_aligned;
@@ -152,6 +157,8 @@ class DmarcCheck final : public Check {
     f.spf_identity = tx.sender.empty() ? normalize_domain(tx.helo) : domain_of(tx.sender);
     f.spf_pass_domain = tx.spf_pass_domain;
     f.dkim_valid_domains = tx.dkim_valid_domains;
+    f.spf_decided = tx.spf_decided;
+    f.dkim_decided = tx.dkim_decided;
     DkimLimits dkim_limits;
     size_t signatures = 0;
     for (const auto& h : tx.message->headers) {

@@ -19,13 +19,17 @@
 // - Alignment, each identifier being aligned, not aligned, or unknown:
 //   - SPF: aligned when tx.spf_pass_domain aligns with the From domain under aspf=. Not
 //     aligned when the SPF identity (the envelope sender's domain; the HELO name for a bounce)
-//     does not align: whatever SPF said, it spoke for another domain. Otherwise unknown: the
-//     identity aligns but did not pass (it failed, or SPF did not answer: a timeout), or there
-//     is no identity at all (spamd and `check PATH` without --from).
+//     does not align: whatever SPF said, it spoke for another domain; or when it aligns and
+//     SPF gave a definite answer other than pass (tx.spf_decided). Otherwise unknown: the
+//     identity aligns but SPF did not answer (a timeout, temperror), or there is no identity
+//     at all (spamd and `check PATH` without --from).
 //   - DKIM: aligned when a d= of tx.dkim_valid_domains aligns under adkim=. Not aligned when
 //     no DKIM-Signature that could pass (well-formed, within DkimLimits::max_signatures) has an
-//     aligned d=. Otherwise unknown: an aligned signature did not verify (broken on the way,
-//     e.g. by a mailing list, or its key lookup timed out: the DKIM check does not say which).
+//     aligned d=, or when every signature failed for good (tx.dkim_decided: the DKIM check
+//     emitted DKIM_INVALID or DKIM_NONE; mail broken by a mailing list then fails, and
+//     List-Id caps the score). Otherwise unknown: an aligned signature did not verify and
+//     DKIM did not say it failed for good (a key lookup timed out, or another signature
+//     passed and the DKIM check names only the passing ones).
 // - Exactly one of, when a record applies:
 //   - DMARC_PASS (score 0): SPF or DKIM aligned. Detail "<from> p=<policy>: DKIM aligned".
 //   - DMARC_FAIL: neither aligned and neither unknown (an unknown could have been a pass).

@@ -4,6 +4,7 @@
 #include "checks/dkim_check.h"
 #include "checks/dmarc_check.h"
 #include "checks/dnsbl_check.h"
+#include "checks/bayes_check.h"
 #include "checks/gtube_check.h"
 #include "checks/header_check.h"
 #include "checks/helo_check.h"
@@ -34,6 +35,7 @@ std::vector<std::unique_ptr<Check>> make_checks(const Config& config, const Env&
   // Content checks: they run at end of message, when there is one (milter, spamd, HTTP, check).
   checks.push_back(make_gtube_check());
   if (env.clock) checks.push_back(make_header_check(env));
+  if (auto bayes = make_bayes_check(env.bayes)) checks.push_back(std::move(bayes));
   // Greylisting is not a check: it depends on the score (engine/greylist_gate.h).
   return checks;
 }

@@ -77,9 +77,11 @@ class SpfCheck final : public Check {
   }
 
   void publish(const std::vector<Symbol>& emitted, Transaction& tx) const override {
-    if (tx.sender.empty()) return;  // HELO identity: vouches for no sender
     for (const auto& s : emitted) {
-      if (s.name == "SPF_PASS") tx.spf_pass_domain = domain_of(tx.sender);
+      // A definite answer for the identity (DMARC: its failure then counts).
+      if (s.name.starts_with("SPF_") && s.name != "SPF_TEMPERROR") tx.spf_decided = true;
+      // The HELO identity (a bounce) vouches for no sender.
+      if (s.name == "SPF_PASS" && !tx.sender.empty()) tx.spf_pass_domain = domain_of(tx.sender);
     }
   }
 

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "bayes/bayes.h"
 #include "checks/registry.h"
 #include "cli/commands.h"
 #include "cli/run_to_completion.h"
@@ -96,6 +97,10 @@ int cmd_check(const CheckOptions& options) {
   std::unique_ptr<Reputation> reputation;
   if (store) reputation = std::make_unique<Reputation>(*store, clock, config->reputation);
   env.reputation = reputation.get();
+  // Bayes classifies (it only reads); autolearning is off in a read-only Env.
+  std::unique_ptr<Bayes> bayes;
+  if (store) bayes = std::make_unique<Bayes>(*store, clock, bayes_options(config->bayes));
+  env.bayes = bayes.get();
   env.read_only = true;
   std::unique_ptr<Engine> engine_ptr;
   try {

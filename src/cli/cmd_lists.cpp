@@ -17,6 +17,7 @@
 #include <iostream>
 #include <memory>
 
+#include "cli/cli_support.h"
 #include "cli/commands.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -29,28 +30,6 @@
 namespace spamward::cli {
 
 namespace {
-
-// Loads the config; nullopt after printing the one-line error.
-std::optional<Config> load(const std::string& config_path) {
-  try {
-    return load_config(config_path);
-  } catch (const ConfigError& e) {
-    std::cerr << "spamward: config error: " << e.what() << "\n";
-    return std::nullopt;
-  }
-}
-
-// Throws StoreError.
-std::unique_ptr<Store> open_store(const Config& config, const Clock& clock) {
-  if (config.store.backend != "lmdb") {
-    throw StoreError("the \"" + config.store.backend +
-                     "\" store backend is not available in this build of spamward");
-  }
-  LmdbOptions options;
-  options.path = config.store.path;
-  options.batch_interval = Duration(0);  // one-shot commands: nothing to gather
-  return open_lmdb_store(options, clock);
-}
 
 std::string format_time(TimePoint t) {
   if (to_unix_ms(t) == 0) return "(date unknown)";
@@ -181,7 +160,7 @@ void print_greylist(GreylistTable& greylist, const Prefix& query) {
 
 int cmd_list(const std::string& config_path, const std::string& list, const std::string& action,
              const std::string& entry, const std::string& comment) {
-  auto config = load(config_path);
+  auto config = load_config_reporting(config_path);
   if (!config) return 2;
   ListKind kind = list == "allow" ? ListKind::allow : ListKind::deny;
   if (action != "list") {
@@ -194,7 +173,7 @@ int cmd_list(const std::string& config_path, const std::string& list, const std:
   }
   SystemClock clock;
   try {
-    auto store = open_store(*config, clock);
+    auto store = open_configured_store(*config, clock);
     AdminLists lists(*store, clock);
     if (action == "add") {
       std::string added = lists.add(kind, entry, comment);
@@ -224,7 +203,7 @@ int cmd_list(const std::string& config_path, const std::string& list, const std:
 }
 
 int cmd_ip(const std::string& config_path, const std::string& address) {
-  auto config = load(config_path);
+  auto config = load_config_reporting(config_path);
   if (!config) return 2;
   auto query = Prefix::parse(address);
   if (!query) {
@@ -233,7 +212,7 @@ int cmd_ip(const std::string& config_path, const std::string& address) {
   }
   SystemClock clock;
   try {
-    auto store = open_store(*config, clock);
+    auto store = open_configured_store(*config, clock);
     AdminLists lists(*store, clock);
     std::cout << query->to_string() << "\n";
     print_list_facts(lists, *query);

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "bayes/bayes.h"
 #include "checks/registry.h"
 #include "cli/commands.h"
 #include "core/config.h"
@@ -25,6 +26,7 @@
 #include "ips/exporter.h"
 #include "server/check_api.h"
 #include "server/http_server.h"
+#include "server/learn_api.h"
 #include "server/milter_server.h"
 #include "server/policy_server.h"
 #include "server/spamd_server.h"
@@ -120,6 +122,10 @@ int cmd_serve(const std::string& config_path) {
 
   Env env{&clock, resolver.get(), store.get(), &metrics, io.get_executor()};
   env.reputation = &reputation;
+  // The Bayes databases outlive config reloads too ([bayes] per_domain and min_learned take
+  // effect at restart; autolearn at reload).
+  Bayes bayes(*store, clock, bayes_options(config->bayes));
+  env.bayes = &bayes;
   std::shared_ptr<Engine> engine;
   try {
     engine = std::make_shared<Engine>(config, env, make_checks(*config, env));
@@ -133,7 +139,8 @@ int cmd_serve(const std::string& config_path) {
   // of their own: counting scans a table (~0.2 s at a million entries), which must never
   // stall the event loop.
   metrics.describe("spamward_state_entries", Metrics::Type::gauge,
-                   "Live entries per state table (greylist, greylist_net, ban, offence)");
+                   "Live entries per state table (greylist, greylist_net, ban, offence, "
+                   "bayes_tokens)");
   struct TableGauges {
     std::mutex mu;
     std::condition_variable cv;
@@ -148,11 +155,23 @@ int cmd_serve(const std::string& config_path) {
       if (thread.joinable()) thread.join();
     }
   } table_gauges;
+  // The same thread expires rare, stale Bayes tokens once a day (autolearning grows the
+  // databases; `spamward learn` expires what it taught).
   table_gauges.thread = std::thread([&] {
     std::unique_lock lock(table_gauges.mu);
+    auto next_expiry = std::chrono::steady_clock::now() + std::chrono::hours(1);
     while (!table_gauges.stop) {
       lock.unlock();
-      for (std::string_view table : {"greylist", "greylist_net", "ban", "offence"}) {
+      if (std::chrono::steady_clock::now() >= next_expiry) {
+        next_expiry += std::chrono::hours(24);
+        try {
+          bayes.expire_open();
+        } catch (const StoreError& e) {
+          spdlog::warn("bayes: expiring old tokens failed: {}", e.what());
+        }
+      }
+      for (std::string_view table :
+           {"greylist", "greylist_net", "ban", "offence", "bayes_tokens"}) {
         try {
           metrics.set("spamward_state_entries", {{"table", std::string(table)}},
                       static_cast<double>(store->count(table)));
@@ -191,8 +210,10 @@ int cmd_serve(const std::string& config_path) {
       SpamdLimits limits;
       limits.max_connections = config->limits.max_connections;
       limits.max_message_bytes = config->limits.max_message_bytes;
-      // No learner yet (Bayes, issue 6): TELL answers "learning is not available".
-      spamd = std::make_unique<SpamdServer>(io.get_executor(), engine_source, limits, metrics);
+      auto learner = make_spamd_learner(bayes);
+      LearnerSource learner_source = [learner] { return learner; };
+      spamd = std::make_unique<SpamdServer>(io.get_executor(), engine_source, limits, metrics,
+                                            learner_source);
       spamd->listen(must_parse(config->listen.spamd));
       spamd->start();
       spdlog::info("spamd server listening on {}", config->listen.spamd);
@@ -210,6 +231,10 @@ int cmd_serve(const std::string& config_path) {
       message_limits.max_bytes = static_cast<size_t>(config->limits.max_message_bytes);
       http->route("POST", kCheckApiPath, make_check_handler(engine_source, message_limits),
                   /*read_only=*/true);
+      http->route("POST", kLearnSpamPath,
+                  make_learn_handler(bayes, MessageClass::spam, message_limits));
+      http->route("POST", kLearnHamPath,
+                  make_learn_handler(bayes, MessageClass::ham, message_limits));
       http->set_admin_token(read_token(config->http.admin_token_file));
       http->listen(must_parse(config->listen.http));
       http->start();

@@ -25,6 +25,19 @@ struct CheckOptions {
 };
 int cmd_check(const CheckOptions& options);
 
+struct LearnOptions {
+  std::string config_path;
+  bool spam = false;    // --spam (else --ham)
+  bool forget = false;  // --forget: remove the messages instead
+  std::string domain;   // --domain: that recipient domain's database ([bayes] per_domain)
+  std::vector<std::string> paths;
+};
+// `learn`: exit 0 ok, 1 a path could not be read or the store failed, 2 bad usage or config.
+int cmd_learn(const LearnOptions& options);
+
+// `learn-imap`: exit 0 every account and folder read, 1 one was not, 2 bad config.
+int cmd_learn_imap(const std::string& config_path);
+
 int cmd_ip(const std::string& config_path, const std::string& address);
 // `dnsbl health`: exit 0 every list healthy (or none configured), 1 one is not, 2 bad config.
 int cmd_dnsbl_health(const std::string& config_path);

@@ -40,6 +40,23 @@ int main(int argc, char** argv) {
   check->add_option("paths", check_options.paths, "message files, Maildirs, mboxes, or -");
 
   std::string ip_address;
+  LearnOptions learn_options;
+  bool learn_spam = false, learn_ham = false;
+  auto* learn = app.add_subcommand("learn", "teach the Bayes classifier from messages");
+  add_config(learn);
+  auto* spam_flag = learn->add_flag("--spam", learn_spam, "the messages are spam");
+  auto* ham_flag = learn->add_flag("--ham", learn_ham, "the messages are ham (not spam)");
+  spam_flag->excludes(ham_flag);
+  learn->add_flag("--forget", learn_options.forget, "remove the messages from what was learned");
+  learn->add_option("--domain", learn_options.domain,
+                    "learn into this recipient domain's database ([bayes] per_domain)");
+  learn->add_option("paths", learn_options.paths, "message files, Maildirs, mboxes, or -")
+      ->required();
+
+  auto* learn_imap =
+      app.add_subcommand("learn-imap", "teach the Bayes classifier from the [[imap]] folders");
+  add_config(learn_imap);
+
   auto* ip = app.add_subcommand("ip", "what is known about an address or network");
   add_config(ip);
   ip->add_option("address", ip_address, "address or CIDR")->required();
@@ -82,6 +99,16 @@ int main(int argc, char** argv) {
     check_options.config_path = resolve_config_path(config_path);
     return cmd_check(check_options);
   }
+  if (learn->parsed()) {
+    if (!learn_options.forget && learn_spam == learn_ham) {
+      std::cerr << "spamward: learn needs --spam or --ham (see spamward learn --help)\n";
+      return 2;
+    }
+    learn_options.spam = learn_spam;
+    learn_options.config_path = resolve_config_path(config_path);
+    return cmd_learn(learn_options);
+  }
+  if (learn_imap->parsed()) return cmd_learn_imap(resolve_config_path(config_path));
   if (ip->parsed()) return cmd_ip(resolve_config_path(config_path), ip_address);
   if (dnsbl_health->parsed()) return cmd_dnsbl_health(resolve_config_path(config_path));
   if (!list_name.empty()) {

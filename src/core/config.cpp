@@ -225,7 +225,8 @@ class Loader {
                     Duration max = Duration::max()) const;
   std::string choice(const toml::node& n, const std::string& key,
                      std::initializer_list<std::string_view> allowed) const;
-  std::vector<std::string> strings(const toml::node& n, const std::string& key) const;
+  [[maybe_unused]] std::vector<std::string> strings(const toml::node& n,
+                                                    const std::string& key) const;
   // Calls `each` with every element (a string) and its node, for per-element validation.
   void for_each_string(
       const toml::node& n, const std::string& key,
@@ -760,6 +761,89 @@ void Loader::trap(const toml::node& n, const std::string& path, TrapConfig& out)
          }}});
 }
 
+// Why an [[imap]] url cannot be used, or "" when it can: "imaps://HOST[:PORT]" or
+// "imap://HOST[:PORT]" (then STARTTLS is required), at most a trailing '/'. Folders have their
+// own keys, and the password its own file, so a path, a query or user info is refused.
+std::string imap_url_problem(const std::string& url) {
+  std::string_view rest(url);
+  if (rest.starts_with("imaps://")) {
+    rest.remove_prefix(8);
+  } else if (rest.starts_with("imap://")) {
+    rest.remove_prefix(7);
+  } else {
+    return "must start with imaps:// or imap://";
+  }
+  if (rest.ends_with("/")) rest.remove_suffix(1);
+  if (rest.empty()) return "names no host";
+  if (rest.find('@') != std::string_view::npos)
+    return "must not hold a user or password: use the keys user and password_file";
+  if (rest.find_first_of("/?#") != std::string_view::npos)
+    return "must be imaps://HOST[:PORT] with no folder or query: name folders in spam_folders "
+           "and ham_folders";
+  std::string_view host = rest, port;
+  if (rest.starts_with("[")) {
+    size_t close = rest.find(']');
+    if (close == std::string_view::npos) return "has an unclosed '[' in the host";
+    host = rest.substr(0, close + 1);
+    port = rest.substr(close + 1);
+    if (!port.empty() && !port.starts_with(":")) return "has text after the ']' of the host";
+    if (!IpAddress::parse(std::string(host.substr(1, host.size() - 2))))
+      return "has no IPv6 address inside [...]";
+  } else {
+    size_t colon = rest.find(':');
+    if (colon != std::string_view::npos) {
+      host = rest.substr(0, colon);
+      port = rest.substr(colon);
+    }
+    if (host.empty()) return "names no host";
+    if (!is_dns_name(host) && !IpAddress::parse(std::string(host)))
+      return "has a host that is neither a DNS name nor an address";
+  }
+  if (!port.empty()) {
+    port.remove_prefix(1);
+    int64_t p = 0;
+    bool digits =
+        !port.empty() && port.size() <= 5 &&
+        std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (digits) p = std::stoll(std::string(port));
+    if (!digits || p < 1 || p > 65535) return "has a port that is not 1-65535";
+  }
+  return "";
+}
+
+// Why a folder name cannot be used, or "" when it can (bayes/imap_source.cpp checks the same
+// again before it sends one): no control characters (a CR or LF would end the IMAP command),
+// valid UTF-8 (sent as modified UTF-7).
+std::string imap_folder_problem(const std::string& folder) {
+  for (char ch : folder) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '\r' || c == '\n') return "contains a line break";
+    if (c < 0x20 || c == 0x7F) return "contains a control character";
+  }
+  if (folder.size() > 1024) return "is longer than 1024 bytes";
+  size_t i = 0;
+  while (i < folder.size()) {
+    auto c = static_cast<unsigned char>(folder[i]);
+    size_t n = c < 0x80             ? 1
+               : (c & 0xE0) == 0xC0 ? 2
+               : (c & 0xF0) == 0xE0 ? 3
+               : (c & 0xF8) == 0xF0 ? 4
+                                    : 0;
+    if (n == 0 || i + n > folder.size()) return "is not valid UTF-8";
+    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
+    for (size_t k = 1; k < n; ++k) {
+      auto cc = static_cast<unsigned char>(folder[i + k]);
+      if ((cc & 0xC0) != 0x80) return "is not valid UTF-8";
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return "is not valid UTF-8";
+    i += n;
+  }
+  return "";
+}
+
 void Loader::imap(const toml::node& n, const std::string& path,
                   std::vector<ImapConfig>& out) const {
   const auto* arr = n.as_array();
@@ -771,22 +855,41 @@ void Loader::imap(const toml::node& n, const std::string& path,
     std::string item = path + "[" + std::to_string(index) + "]";
     const toml::table& t = table(e, item);
     ImapConfig box;
-    Seen seen = walk(
-        t, item,
-        {{"url",
-          [&](auto& v, auto& k) {
-            box.url = string(v, k);
-            bool ok = (box.url.rfind("imaps://", 0) == 0 && box.url.size() > 8) ||
-                      (box.url.rfind("imap://", 0) == 0 && box.url.size() > 7);
-            if (!ok)
-              fail(v, k,
-                   in_quotes(box.url) + " must start with imaps:// or imap:// and name a host");
-          }},
-         {"user", [&](auto& v, auto& k) { box.user = string(v, k); }},
-         {"password_file", [&](auto& v, auto& k) { box.password_file = string(v, k); }},
-         {"spam_folders", [&](auto& v, auto& k) { box.spam_folders = strings(v, k); }},
-         {"ham_folders", [&](auto& v, auto& k) { box.ham_folders = strings(v, k); }},
-         {"ca_file", [&](auto& v, auto& k) { box.ca_file = string(v, k); }}});
+    std::map<std::string, std::string> folder_keys;  // folder -> the key that named it first
+    auto folders = [&](const toml::node& v, const std::string& k) {
+      std::vector<std::string> list;
+      for_each_string(v, k, [&](const std::string& f, const toml::node& el) {
+        if (f.empty()) fail(el, k, "an element is an empty string");
+        std::string problem = imap_folder_problem(f);
+        if (!problem.empty()) fail(el, k, "folder " + in_quotes(f) + " " + problem);
+        auto [it, fresh] = folder_keys.emplace(f, k);
+        if (!fresh)
+          fail(el, k, "folder " + in_quotes(f) + " is listed twice (also in " + it->second + ")");
+        list.push_back(f);
+      });
+      return list;
+    };
+    Seen seen =
+        walk(t, item,
+             {{"url",
+               [&](auto& v, auto& k) {
+                 box.url = string(v, k);
+                 std::string problem = imap_url_problem(box.url);
+                 if (!problem.empty()) fail(v, k, in_quotes(box.url) + " " + problem);
+               }},
+              {"user",
+               [&](auto& v, auto& k) {
+                 box.user = string(v, k);
+                 if (std::any_of(box.user.begin(), box.user.end(), [](char ch) {
+                       auto c = static_cast<unsigned char>(ch);
+                       return c < 0x20 || c == 0x7F;
+                     }))
+                   fail(v, k, "must not contain control characters");
+               }},
+              {"password_file", [&](auto& v, auto& k) { box.password_file = string(v, k); }},
+              {"spam_folders", [&](auto& v, auto& k) { box.spam_folders = folders(v, k); }},
+              {"ham_folders", [&](auto& v, auto& k) { box.ham_folders = folders(v, k); }},
+              {"ca_file", [&](auto& v, auto& k) { box.ca_file = string(v, k); }}});
     int64_t line = line_of(t) ? line_of(t) : line_of(n);
     if (box.url.empty()) {
       fail(seen.count("url") ? seen["url"] : line, join(item, "url"),
@@ -796,8 +899,25 @@ void Loader::imap(const toml::node& n, const std::string& path,
       fail(seen.count("user") ? seen["user"] : line, join(item, "user"),
            "is missing; every [[imap]] needs one");
     }
+    if (box.password_file.empty()) {
+      fail(seen.count("password_file") ? seen["password_file"] : line, join(item, "password_file"),
+           "is missing; every [[imap]] needs one (a file holding the password, mode 0600)");
+    }
     if (box.spam_folders.empty() && box.ham_folders.empty()) {
       fail(line, item, "names no spam_folders and no ham_folders: there is nothing to learn");
+    }
+    // Progress is kept per URL, user and folder: a second table for the same mailbox would
+    // learn the same folders twice over.
+    auto bare = [](std::string u) {
+      while (!u.empty() && u.back() == '/') u.pop_back();
+      return u;
+    };
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (bare(out[i].url) == bare(box.url) && out[i].user == box.user) {
+        fail(seen.count("user") ? seen["user"] : line, join(item, "user"),
+             "the same account as " + path + "[" + std::to_string(i + 1) +
+                 "]: put all its folders in one [[imap]]");
+      }
     }
     out.push_back(std::move(box));
   }
@@ -936,7 +1056,8 @@ Config Loader::load(const toml::table& root) {
               table(v, k), k,
               {{"min_learned",
                 [&](auto& x, auto& xk) { c.bayes.min_learned = integer(x, xk, 1, 1'000'000'000); }},
-               {"autolearn", [&](auto& x, auto& xk) { c.bayes.autolearn = boolean(x, xk); }}});
+               {"autolearn", [&](auto& x, auto& xk) { c.bayes.autolearn = boolean(x, xk); }},
+               {"per_domain", [&](auto& x, auto& xk) { c.bayes.per_domain = boolean(x, xk); }}});
         }},
        {"imap", [&](auto& v, auto& k) { imap(v, k, c.imap); }},
        {"batv", [&](auto& v, auto& k) { batv(v, k, c.batv); }},

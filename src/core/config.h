@@ -133,6 +133,7 @@ struct TrapConfig {
 struct BayesConfig {
   int64_t min_learned = 200;
   bool autolearn = true;
+  bool per_domain = false;  // one database per recipient domain (the global one until ready)
 };
 
 struct ImapConfig {

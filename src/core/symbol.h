@@ -28,6 +28,10 @@ struct Symbol {
   // An upper bound that holds even after a [scores] override (e.g. RDNS_NONE for an IPv6
   // client: a missing IPv6 reverse is common and scores at most 0.1). Negative: none.
   double max_score = -1.0;
+  // For a symbol scored by confidence (BAYES_*): the fraction, in [0, 1], of its full score
+  // this emission carries. A [scores] override then sets the full score and keeps the
+  // fraction. Negative: not scaled (an override replaces the score).
+  double scale = -1.0;
 };
 
 // What the symbol reference documents about a known symbol.

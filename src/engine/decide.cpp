@@ -78,7 +78,7 @@ bool matches_exempt(const std::vector<std::string>& patterns, std::string_view r
 void apply_score_overrides(const Config& config, std::vector<Symbol>& symbols) {
   for (auto& s : symbols) {
     auto it = config.scores.find(s.name);
-    if (it != config.scores.end()) s.score = it->second;
+    if (it != config.scores.end()) s.score = s.scale >= 0.0 ? it->second * s.scale : it->second;
     if (s.max_score >= 0.0) s.score = std::min(s.score, s.max_score);
   }
 }

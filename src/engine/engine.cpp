@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 
+#include "bayes/bayes.h"
 #include "core/duration.h"
 #include "engine/decision_log.h"
 
@@ -40,6 +41,8 @@ void describe_metrics(Metrics& m) {
   m.describe("spamward_check_seconds", Metrics::Type::histogram, "Time one check took");
   m.describe("spamward_failopen_total", Metrics::Type::counter,
              "Checks that threw or missed the stage deadline and added nothing");
+  m.describe("spamward_bayes_autolearned_total", Metrics::Type::counter,
+             "Messages the Bayes classifier learned on its own from sure verdicts, by class");
 }
 
 bool has_symbol(const std::vector<Symbol>& symbols, std::string_view name) {
@@ -106,7 +109,10 @@ Engine::Engine(std::shared_ptr<const Config> config, Env env,
           m->counter("spamward_decisions_total", {{"action", std::string(to_string(a))}}));
     }
     greylist_failopen_ = m->counter("spamward_failopen_total", {{"check", "greylist"}});
+    for (const char* cls : {"spam", "ham"})
+      autolearned_.push_back(m->counter("spamward_bayes_autolearned_total", {{"class", cls}}));
   } else {
+    autolearned_.resize(2);
     check_latency_.resize(checks_.size());
     check_failopen_.resize(checks_.size());
     stage_latency_.resize(6);
@@ -146,6 +152,28 @@ void Engine::record_behaviour(const Transaction& tx, const Verdict& verdict,
     }
   } catch (const std::exception& e) {
     spdlog::warn("reputation: cannot record for {}: {}", tx.client_address->to_string(), e.what());
+  }
+}
+
+void Engine::autolearn(const Transaction& tx, const Verdict& verdict,
+                       const EvaluationState& state) {
+  Bayes* bayes = env_.bayes;
+  if (!bayes || !config_->bayes.autolearn || env_.read_only || state.read_only || !tx.message ||
+      tx.stage != Stage::eom)
+    return;
+  auto cls = autolearn_class(verdict.symbols, config_->actions.reject,
+                             bayes->options().autolearn_ham_below);
+  if (!cls) return;
+  try {
+    bool learned = false;
+    bayes->autolearn(*tx.message, *cls, bayes->namespace_for(tx.recipients), learned);
+    if (learned) {
+      autolearned_[*cls == MessageClass::spam ? 0 : 1].inc();
+      spdlog::debug("bayes: autolearned {} as {} (score {:.2f})", tx.id,
+                    *cls == MessageClass::spam ? "spam" : "ham", verdict.score);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("bayes: autolearning {} failed: {}", tx.id, e.what());
   }
 }
 
@@ -207,6 +235,8 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
     auto working = std::make_shared<Transaction>(tx);
     if (working->spf_pass_domain.empty()) working->spf_pass_domain = state.spf_pass_domain;
     if (working->dkim_valid_domains.empty()) working->dkim_valid_domains = state.dkim_valid_domains;
+    working->spf_decided = working->spf_decided || state.spf_decided;
+    working->dkim_decided = working->dkim_decided || state.dkim_decided;
 
     // Due checks run in groups by their stage, in stage order, so a check sees the facts of
     // earlier stages even when one request covers several (a policy request at RCPT); each
@@ -294,6 +324,8 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
     }
     state.spf_pass_domain = working->spf_pass_domain;
     state.dkim_valid_domains = working->dkim_valid_domains;
+    state.spf_decided = working->spf_decided;
+    state.dkim_decided = working->dkim_decided;
 
     // Gather: every check's latest symbols.
     for (const auto& c : checks_) {
@@ -341,12 +373,19 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
 
   std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
   stage_latency_[static_cast<size_t>(tx.stage)].observe(took.count());
-  decisions_[static_cast<size_t>(verdict.action)].inc();
-  if (Metrics* m = env_.metrics) {
-    for (const auto& s : verdict.symbols)
-      m->inc("spamward_symbol_hits_total", {{"symbol", s.name}});
+  const bool is_decision =
+      tx.report == Transaction::Report::always ||
+      (tx.report == Transaction::Report::refusals &&
+       verdict.action >= (tx.stage < Stage::data ? Action::tempfail : Action::greylist));
+  if (is_decision) {
+    decisions_[static_cast<size_t>(verdict.action)].inc();
+    if (Metrics* m = env_.metrics) {
+      for (const auto& s : verdict.symbols)
+        m->inc("spamward_symbol_hits_total", {{"symbol", s.name}});
+    }
+    log_decision(tx, verdict, config.log.format == "json");
+    if (!trusted) autolearn(tx, verdict, state);
   }
-  log_decision(tx, verdict, config.log.format == "json");
   co_return verdict;
 }
 

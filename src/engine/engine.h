@@ -43,6 +43,8 @@ struct EvaluationState {
   // Facts published by checks for later ones (Check::publish), kept across stages.
   std::string spf_pass_domain;
   std::vector<std::string> dkim_valid_domains;
+  bool spf_decided = false;
+  bool dkim_decided = false;
   std::vector<std::string> failed;  // checks that failed open so far
   bool failed_lowering = false;     // one of them could only have lowered the score
   GreylistProgress greylist;        // triplets attempted, and whether one was deferred
@@ -94,12 +96,16 @@ class Engine {
 
  private:
   void record_behaviour(const Transaction& tx, const Verdict& verdict, EvaluationState& state);
+  // Autolearning (bayes/bayes.h): after an end-of-message decision, teaches Bayes a message
+  // the verdict is sure about. Never in read-only evaluations; errors are logged, not thrown.
+  void autolearn(const Transaction& tx, const Verdict& verdict, const EvaluationState& state);
 
   std::shared_ptr<const Config> config_;
   Env env_;
   std::vector<std::shared_ptr<Check>> checks_;
   std::unique_ptr<GreylistGate> greylist_;
   Metrics::CounterHandle greylist_failopen_;
+  std::vector<Metrics::CounterHandle> autolearned_;  // spam, ham
   // Metric series resolved at construction (indexed like checks_, Stage, Action).
   std::vector<Metrics::HistogramHandle> check_latency_;
   std::vector<Metrics::CounterHandle> check_failopen_;

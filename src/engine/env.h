@@ -10,7 +10,10 @@
 #include "state/reputation.h"
 #include "state/store.h"
 
+
 namespace spamward {
+
+class Bayes;
 
 struct Env {
   const Clock* clock = nullptr;
@@ -26,6 +29,9 @@ struct Env {
   // Never change state (`spamward check`, tests): greylisting only peeks, offences and clean
   // mail are not recorded.
   bool read_only = false;
+  // The Bayes classifier and its databases; outlives config reloads (the daemon owns it).
+  // Null: no Bayes check, no autolearning.
+  Bayes* bayes = nullptr;
 };
 
 }  // namespace spamward

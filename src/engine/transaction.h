@@ -46,10 +46,26 @@ struct Transaction {
   // allow list match only when one of these vouches for the sender's domain.
   std::string spf_pass_domain;
   std::vector<std::string> dkim_valid_domains;
+  // SPF gave a definite result for the SPF identity (pass, fail, softfail, neutral, none,
+  // permerror: not a timeout), and DKIM for every signature (DKIM_INVALID or DKIM_NONE: each
+  // signature failed for good). DMARC counts a missing aligned pass as a failure only then.
+  bool spf_decided = false;
+  bool dkim_decided = false;
 
   // The message itself, for the content checks (stage eom): the milter at end of message,
   // spamd, HTTP and `check`. Null before then, and always with the policy server.
   std::shared_ptr<const Message> message;
+
+  // Which verdicts of this evaluation are decisions to log and count (DESIGN §3.7: one line
+  // per decision). A protocol that evaluates every stage but answers only some of them (the
+  // milter) marks the others, so a message makes one decision line, not six.
+  enum class Report : uint8_t {
+    always,    // the answer to this stage is the decision (policy, spamd, end of message)
+    refusals,  // an intermediate stage: only a refusal is a decision (tempfail and up; from
+               // DATA on, greylist too: a whole message is greylisted at DATA, DESIGN §3.5)
+    never,     // evaluated for later stages only (the milter's CONNECT and HELO)
+  };
+  Report report = Report::always;
 
   bool authenticated() const { return !sasl_username.empty(); }
 };

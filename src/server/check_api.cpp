@@ -6,36 +6,10 @@
 
 #include "engine/engine.h"
 #include "engine/verdict_json.h"
+#include "server/http_util.h"
 
 namespace spamward {
 namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// application/x-www-form-urlencoded decoding; nullopt for a malformed %-escape.
-std::optional<std::string> url_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%') {
-      if (i + 2 >= s.size()) return std::nullopt;
-      int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out += static_cast<char>(hi * 16 + lo);
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
 
 struct Envelope {
   std::string ip, helo, hostname, from;
@@ -50,28 +24,19 @@ std::string trim(std::string_view s) {
 
 // Fills `env` from the query string; returns an error text or "".
 std::string parse_query(std::string_view target, Envelope& env, bool& has_rcpt) {
-  size_t q = target.find('?');
-  if (q == std::string_view::npos) return "";
-  std::string_view query = target.substr(q + 1);
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    if (pair.empty()) continue;
-    size_t eq = pair.find('=');
-    auto key = url_decode(pair.substr(0, eq));
-    auto value = url_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
-    if (!key || !value) return "malformed query string";
-    if (*key == "ip")
-      env.ip = *value;
-    else if (*key == "helo")
-      env.helo = *value;
-    else if (*key == "hostname")
-      env.hostname = *value;
-    else if (*key == "from")
-      env.from = *value;
-    else if (*key == "rcpt") {
-      env.rcpt.push_back(*value);
+  auto params = query_parameters(target);
+  if (!params) return "malformed query string";
+  for (auto& [key, value] : *params) {
+    if (key == "ip")
+      env.ip = std::move(value);
+    else if (key == "helo")
+      env.helo = std::move(value);
+    else if (key == "hostname")
+      env.hostname = std::move(value);
+    else if (key == "from")
+      env.from = std::move(value);
+    else if (key == "rcpt") {
+      env.rcpt.push_back(std::move(value));
       has_rcpt = true;
     }
     // Unknown parameters are ignored, as unknown policy attributes are.
@@ -82,16 +47,6 @@ std::string parse_query(std::string_view target, Envelope& env, bool& has_rcpt) 
 const std::string* header(const HttpServer::Request& r, const char* name) {
   auto it = r.headers.find(name);
   return it == r.headers.end() ? nullptr : &it->second;
-}
-
-HttpServer::Response json_error(int status, const std::string& text) {
-  HttpServer::Response r;
-  r.status = status;
-  r.content_type = "application/json";
-  r.body = nlohmann::json{{"error", text}}.dump(-1, ' ', false,
-                                                nlohmann::json::error_handler_t::replace) +
-           "\n";
-  return r;
 }
 
 boost::asio::awaitable<HttpServer::Response> handle_check(EngineSource engine_source,
@@ -151,11 +106,7 @@ boost::asio::awaitable<HttpServer::Response> handle_check(EngineSource engine_so
   auto evaluation = engine->evaluate(tx, state);  // named first: GCC PR 100611
   Verdict verdict = co_await std::move(evaluation);
 
-  HttpServer::Response r;
-  r.content_type = "application/json";
-  r.body =
-      verdict_json(verdict).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  co_return r;
+  co_return json_response(verdict_json(verdict));
 }
 
 }  // namespace

@@ -29,6 +29,7 @@
 #include <utility>
 
 #include "core/metrics.h"
+#include "server/stream_server.h"
 
 namespace spamward {
 
@@ -459,34 +460,9 @@ HttpServer::~HttpServer() {
 }
 
 void HttpServer::listen(const ListenSpec& spec) {
-  auto fail = [&](const std::string& reason) {
-    throw std::runtime_error("cannot listen on " + spec.to_string() + ": " + reason);
-  };
-  boost::system::error_code ec;
-  Protocol::endpoint endpoint;
-  try {
-    endpoint = spec.endpoint();
-  } catch (const std::exception& e) {
-    fail(e.what());
-  }
-  if (spec.is_unix) {
-    // Replace a socket left by a previous run, but never delete anything else.
-    struct stat st {};
-    if (::lstat(spec.path.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) fail("the path exists and is not a socket");
-      ::unlink(spec.path.c_str());
-    }
-  }
-  Acceptor acceptor(impl_->ex);
-  acceptor.open(endpoint.protocol(), ec);
-  if (ec) fail(ec.message());
-  if (!spec.is_unix) acceptor.set_option(net::socket_base::reuse_address(true), ec);
-  if (ec) fail(ec.message());
-  acceptor.bind(endpoint, ec);
-  if (ec) fail(ec.message());
-  acceptor.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) fail(ec.message());
-  impl_->acceptor.emplace(std::move(acceptor));
+  StreamListener listener(impl_->ex);
+  open_stream_listener(listener, spec);  // throws "cannot listen on SPEC: REASON"
+  impl_->acceptor.emplace(std::move(listener.acceptor));
   if (spec.is_unix) impl_->unix_path = spec.path;
 }
 

@@ -1,82 +1,31 @@
 #include "server/milter_server.h"
 
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <atomic>
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/basic_socket_acceptor.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/dispatch.hpp>
-#include <boost/asio/generic/stream_protocol.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <cerrno>
-#include <cstring>
 #include <exception>
 #include <optional>
-#include <stdexcept>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include <spdlog/spdlog.h>
 
 #include "core/strings.h"
 #include "mail/message.h"
+#include "server/stream_server.h"
 
 namespace spamward {
 
 namespace asio = boost::asio;
-using generic_stream = asio::generic::stream_protocol;
-using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::string_view kOpenConnections = "spamward_open_connections";
-constexpr std::string_view kProtocolErrors = "spamward_protocol_errors_total";
 constexpr std::string_view kTruncated = "spamward_milter_truncated_total";
 // Per connection (max_connections of them); a 65,535-byte Postfix body chunk takes 4 reads.
 constexpr size_t kReadBufferSize = 16384;
-constexpr auto kLogInterval = std::chrono::seconds(10);
 // Postfix accepts at most smtpd_recipient_limit (1000) recipients per message.
 constexpr size_t kMaxRecipients = 1000;
-
-const Labels& server_labels() {
-  static const Labels labels = {{"server", "milter"}};
-  return labels;
-}
-
-// At most one line per kLogInterval; the next one says how many were suppressed.
-class RateLimitedLog {
- public:
-  bool allow(uint64_t& suppressed) {
-    auto now = SteadyClock::now();
-    if (logged_ && now - last_ < kLogInterval) {
-      ++suppressed_;
-      return false;
-    }
-    logged_ = true;
-    last_ = now;
-    suppressed = suppressed_;
-    suppressed_ = 0;
-    return true;
-  }
-
- private:
-  bool logged_ = false;
-  SteadyClock::time_point last_;
-  uint64_t suppressed_ = 0;
-};
-
-std::string suppressed_note(uint64_t n) {
-  return n ? " (" + std::to_string(n) + " similar lines suppressed)" : std::string();
-}
 
 std::string command_name(char c) {
   switch (c) {
@@ -119,13 +68,6 @@ std::string command_name(char c) {
 
 namespace detail {
 
-struct MilterListener {
-  explicit MilterListener(const asio::any_io_executor& ex) : acceptor(ex) {}
-  asio::basic_socket_acceptor<generic_stream> acceptor;
-  std::string name;  // ListenSpec text, for logs
-  bool is_unix = false;
-};
-
 // One message (MAIL .. end of message or abort).
 struct MilterMessage {
   Transaction tx;
@@ -140,23 +82,13 @@ struct MilterMessage {
   bool header_warned = false;
 };
 
-struct MilterConnection {
-  MilterConnection(generic_stream::socket s, std::shared_ptr<const MilterListener> l,
-                   size_t max_frame)
-      : socket(std::move(s)),
-        timer(socket.get_executor()),
-        listener(std::move(l)),
-        reader(max_frame),
+struct MilterConnection final : PhasedConnection {
+  MilterConnection(Socket s, std::shared_ptr<const StreamListener> l, const MilterLimits& limits)
+      : PhasedConnection(std::move(s), std::move(l), limits.idle_timeout, limits.frame_timeout,
+                         "frame"),
+        reader(limits.max_frame),
         buffer(kReadBufferSize) {}
 
-  enum class Phase { idle, reading, evaluating, writing };
-
-  generic_stream::socket socket;
-  asio::steady_timer timer;
-  std::shared_ptr<const MilterListener> listener;
-  Phase phase = Phase::idle;
-  SteadyClock::time_point phase_start = SteadyClock::now();
-  bool closed = false;
   MilterFrameReader reader;
   std::vector<char> buffer;
   std::string out;
@@ -173,138 +105,33 @@ struct MilterConnection {
   uint64_t messages = 0;
 };
 
-struct MilterServerState {
+struct MilterServerState final : StreamServer {
   MilterServerState(asio::any_io_executor e, EngineSource src, MilterLimits l, Metrics& m)
-      : ex(std::move(e)), engine(std::move(src)), limits(l), metrics(m) {}
+      : StreamServer(std::move(e), "milter", m, l.max_connections,
+                     std::min(l.frame_timeout, l.idle_timeout)),
+        engine(std::move(src)),
+        limits(l) {}
 
-  asio::any_io_executor ex;
   EngineSource engine;
   MilterLimits limits;
-  Metrics& metrics;
-
-  std::vector<std::shared_ptr<MilterListener>> listeners;
-  std::atomic<uint16_t> tcp_port{0};
-  std::unordered_set<std::shared_ptr<MilterConnection>> connections;  // executor only
-  std::atomic<size_t> open{0};
-  bool started = false;
-  bool stopping = false;
   uint64_t next_id = 0;
-  RateLimitedLog overload_log;
-  RateLimitedLog accept_log;
-  RateLimitedLog engine_log;
 
-  void count_error(std::string_view reason) {
-    metrics.inc(kProtocolErrors, {{"server", "milter"}, {"reason", std::string(reason)}});
+ protected:
+  std::shared_ptr<StreamConnection> make_connection(
+      StreamConnection::Socket socket, std::shared_ptr<const StreamListener> listener) override {
+    return std::make_shared<MilterConnection>(std::move(socket), std::move(listener), limits);
   }
-  void update_gauge() {
-    metrics.set(kOpenConnections, server_labels(), static_cast<double>(open.load()));
-  }
-
-  static void close(MilterConnection& c) {
-    if (c.closed) return;
-    c.closed = true;
-    boost::system::error_code ec;
-    c.socket.shutdown(asio::socket_base::shutdown_both, ec);
-    c.socket.close(ec);
-    c.timer.cancel();
-  }
-
-  void stop_now() {
-    stopping = true;
-    for (auto& l : listeners) {
-      boost::system::error_code ec;
-      l->acceptor.close(ec);
-    }
-    for (const auto& c : connections) {
-      if (c->phase == MilterConnection::Phase::idle) close(*c);
-    }
-  }
+  asio::awaitable<void> serve(std::shared_ptr<StreamConnection> c) override;
 };
 
 }  // namespace detail
 
 using detail::MilterConnection;
-using detail::MilterListener;
 using detail::MilterMessage;
 using detail::MilterServerState;
+using Phase = PhasedConnection::Phase;
 
 namespace {
-
-std::optional<asio::ip::tcp::endpoint> to_tcp(const generic_stream::endpoint& ep) {
-  if (ep.protocol().family() != AF_INET && ep.protocol().family() != AF_INET6) return std::nullopt;
-  asio::ip::tcp::endpoint tcp;
-  if (ep.size() > tcp.capacity()) return std::nullopt;
-  std::memcpy(tcp.data(), ep.data(), ep.size());
-  tcp.resize(ep.size());
-  return tcp;
-}
-
-std::string peer_name(const MilterConnection& c) {
-  boost::system::error_code ec;
-  auto ep = c.socket.remote_endpoint(ec);
-  if (ec) return "unknown peer";
-  if (auto tcp = to_tcp(ep)) {
-    if (tcp->address().is_v6())
-      return "[" + tcp->address().to_string() + "]:" + std::to_string(tcp->port());
-    return tcp->address().to_string() + ":" + std::to_string(tcp->port());
-  }
-  return "client on " + c.listener->name;
-}
-
-void close_with(MilterServerState& s, MilterConnection& c, std::string_view reason_label,
-                const std::string& why, bool quiet = false) {
-  if (c.closed) return;
-  if (quiet) {
-    spdlog::info("milter: closing connection from {}: {}", peer_name(c), why);
-  } else {
-    spdlog::warn("milter: closing connection from {}: {}", peer_name(c), why);
-  }
-  s.count_error(reason_label);
-  MilterServerState::close(c);
-}
-
-// As PolicyServer's watchdog: wakes when a deadline of the current phase may fall due.
-asio::awaitable<void> watchdog(std::shared_ptr<MilterServerState> s,
-                               std::shared_ptr<MilterConnection> c) {
-  const auto token = asio::as_tuple(asio::use_awaitable);
-  const Duration cap = std::min(s->limits.frame_timeout, s->limits.idle_timeout);
-  while (!c->closed) {
-    const auto now = SteadyClock::now();
-    SteadyClock::time_point deadline = SteadyClock::time_point::max();
-    switch (c->phase) {
-      case MilterConnection::Phase::idle:
-        deadline = c->phase_start + s->limits.idle_timeout;
-        break;
-      case MilterConnection::Phase::reading:
-      case MilterConnection::Phase::writing:
-        deadline = c->phase_start + s->limits.frame_timeout;
-        break;
-      case MilterConnection::Phase::evaluating:
-        break;  // bounded by the engine's stage deadline
-    }
-    if (now >= deadline) {
-      switch (c->phase) {
-        case MilterConnection::Phase::idle:
-          close_with(*s, *c, "idle_timeout",
-                     "no command for " + format_duration(s->limits.idle_timeout), true);
-          break;
-        case MilterConnection::Phase::reading:
-          close_with(*s, *c, "frame_timeout",
-                     "frame not complete within " + format_duration(s->limits.frame_timeout));
-          break;
-        default:
-          close_with(*s, *c, "write_timeout",
-                     "reply not read within " + format_duration(s->limits.frame_timeout));
-          break;
-      }
-      co_return;
-    }
-    const auto wake = deadline - now < cap ? deadline : now + cap;
-    c->timer.expires_at(wake);
-    auto [ec] = co_await c->timer.async_wait(token);
-    (void)ec;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Events
@@ -379,7 +206,7 @@ bool store(MilterServerState& s, MilterMessage& m, std::string_view bytes) {
   }
   if (take < bytes.size()) {
     m.truncated = true;
-    s.metrics.inc(kTruncated);
+    s.metrics().inc(kTruncated);
     spdlog::info(
         "milter: message {} is larger than max_message_bytes ({}): scoring its first {} bytes",
         m.tx.id, limit, m.stored);
@@ -411,14 +238,14 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
   const char cmd = c.reader.command();
   const std::string_view data = c.reader.data();
   auto malformed = [&]() {
-    close_with(s, c, to_string(MilterError::malformed_command),
-               "malformed " + command_name(cmd) + " command");
+    s.close_with(c, to_string(MilterError::malformed_command),
+                 "malformed " + command_name(cmd) + " command");
     return false;
   };
 
   if (!c.negotiated && cmd != milter::kOptneg) {
-    close_with(s, c, to_string(MilterError::unexpected_command),
-               command_name(cmd) + " before option negotiation");
+    s.close_with(c, to_string(MilterError::unexpected_command),
+                 command_name(cmd) + " before option negotiation");
     co_return false;
   }
 
@@ -427,9 +254,9 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       auto offer = decode_optneg(data);
       auto agreed = offer ? negotiate(*offer) : std::nullopt;
       if (!agreed) {
-        close_with(s, c, to_string(MilterError::bad_negotiation),
-                   offer ? "unsupported milter protocol version " + std::to_string(offer->version)
-                         : std::string("malformed option negotiation"));
+        s.close_with(c, to_string(MilterError::bad_negotiation),
+                     offer ? "unsupported milter protocol version " + std::to_string(offer->version)
+                           : std::string("malformed option negotiation"));
         co_return false;
       }
       c.negotiated = true;
@@ -454,6 +281,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       c.session = Transaction{};
       apply_connect_facts(*connect, c.macros, c.session);
       c.session.stage = Stage::connect;
+      c.session.report = Transaction::Report::never;
       c.session.id = "milter-" + std::to_string(++s.next_id);
       c.connect_state = std::make_shared<EvaluationState>();
       c.helo_state.reset();
@@ -470,6 +298,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       c.message.reset();  // HELO after MAIL: the MTA aborts the message
       c.session.helo = std::string((*args)[0]);
       c.session.stage = Stage::helo;
+      c.session.report = Transaction::Report::never;
       if (!c.connect_state) c.connect_state = std::make_shared<EvaluationState>();
       // A second HELO (after STARTTLS) starts again from the CONNECT results.
       c.helo_state = std::make_shared<EvaluationState>(*c.connect_state);
@@ -488,6 +317,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       m.tx.size = declared_size(*args);
       apply_envelope_macros(c.macros, m.tx);
       m.tx.stage = Stage::mail;
+      m.tx.report = Transaction::Report::refusals;
       auto state = m.state;
       auto evaluation = evaluate(s, m.tx, state);
       auto verdict = co_await std::move(evaluation);
@@ -501,6 +331,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       MilterMessage& m = current_message(s, c);
       apply_envelope_macros(c.macros, m.tx);
       m.tx.stage = Stage::rcpt;
+      m.tx.report = Transaction::Report::refusals;
       m.tx.recipient = strip_angle_brackets((*args)[0]);
       m.tx.recipients = m.accepted;
       m.tx.recipient_count = static_cast<int64_t>(m.accepted.size());
@@ -519,6 +350,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       MilterMessage& m = current_message(s, c);
       apply_envelope_macros(c.macros, m.tx);
       m.tx.stage = Stage::data;
+      m.tx.report = Transaction::Report::refusals;
       m.tx.recipient.clear();
       m.tx.recipients = m.accepted;
       m.tx.recipient_count = static_cast<int64_t>(m.accepted.size());
@@ -585,6 +417,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       m.parser.reset();
       m.tx.message = std::make_shared<const Message>(std::move(parsed));
       m.tx.stage = Stage::eom;
+      m.tx.report = Transaction::Report::always;
       m.tx.recipient.clear();
       m.tx.recipients = m.accepted;
       m.tx.recipient_count = static_cast<int64_t>(m.accepted.size());
@@ -621,18 +454,18 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       co_return true;  // no reply
 
     case milter::kQuit:
-      MilterServerState::close(c);
+      c.close();
       co_return false;
 
     default:
-      close_with(s, c, to_string(MilterError::unknown_command),
-                 "unknown command " + command_name(cmd));
+      s.close_with(c, to_string(MilterError::unknown_command),
+                   "unknown command " + command_name(cmd));
       co_return false;
   }
 }
 
-asio::awaitable<void> serve(std::shared_ptr<MilterServerState> s,
-                            std::shared_ptr<MilterConnection> c) {
+asio::awaitable<void> serve_milter(std::shared_ptr<MilterServerState> s,
+                                   std::shared_ptr<MilterConnection> c) {
   const auto token = asio::as_tuple(asio::use_awaitable);
   size_t begin = 0;
   size_t end = 0;
@@ -646,23 +479,22 @@ asio::awaitable<void> serve(std::shared_ptr<MilterServerState> s,
         if (ec || c->closed) {
           if (!c->closed) {
             if (reader.started()) {
-              close_with(*s, *c, "truncated_frame",
-                         ec == asio::error::eof
-                             ? std::string("connection closed in the middle of a frame")
-                             : "read error in the middle of a frame: " + ec.message());
+              s->close_with(*c, "truncated_frame",
+                            ec == asio::error::eof
+                                ? std::string("connection closed in the middle of a frame")
+                                : "read error in the middle of a frame: " + ec.message());
             } else {
               if (ec != asio::error::eof && ec != asio::error::connection_reset)
-                spdlog::debug("milter: read error from {}: {}", peer_name(*c), ec.message());
-              MilterServerState::close(*c);
+                spdlog::debug("milter: read error from {}: {}", c->peer_name(), ec.message());
+              c->close();
             }
           }
           co_return;
         }
         begin = 0;
         end = n;
-        if (c->phase == MilterConnection::Phase::idle) {
-          c->phase = MilterConnection::Phase::reading;
-          c->phase_start = SteadyClock::now();
+        if (c->phase == Phase::idle) {
+          c->enter(Phase::reading);
         }
       }
       begin += reader.feed(std::string_view(c->buffer.data() + begin, end - begin));
@@ -673,229 +505,82 @@ asio::awaitable<void> serve(std::shared_ptr<MilterServerState> s,
                                   " bytes is over the limit of " +
                                   std::to_string(reader.max_frame())
                             : std::string("frame with length 0");
-      close_with(*s, *c, to_string(reader.error()), why);
+      s->close_with(*c, to_string(reader.error()), why);
       co_return;
     }
 
-    c->phase = MilterConnection::Phase::evaluating;
+    c->enter(Phase::evaluating);
     c->out.clear();
     auto handling = handle(s, c);
     bool go_on = co_await std::move(handling);
     if (!go_on || c->closed) {
-      MilterServerState::close(*c);
+      c->close();
       co_return;
     }
     reader.next();
 
     if (!c->out.empty()) {
-      c->phase = MilterConnection::Phase::writing;
-      c->phase_start = SteadyClock::now();
+      c->enter(Phase::writing);
       auto out = asio::buffer(c->out);
       auto [wec, written] = co_await asio::async_write(c->socket, out, token);
       (void)written;
       if (wec || c->closed) {
         if (!c->closed) {
-          spdlog::debug("milter: write error to {}: {}", peer_name(*c), wec.message());
-          MilterServerState::close(*c);
+          spdlog::debug("milter: write error to {}: {}", c->peer_name(), wec.message());
+          c->close();
         }
         co_return;
       }
       // A large reply buffer (many header edits) is not kept between messages.
       if (c->out.capacity() > 65536) std::string().swap(c->out);
     }
-    if (s->stopping && begin == end) {
-      MilterServerState::close(*c);
+    if (s->stopping() && begin == end) {
+      c->close();
       co_return;
     }
-    c->phase = begin < end ? MilterConnection::Phase::reading : MilterConnection::Phase::idle;
-    c->phase_start = SteadyClock::now();
-  }
-}
-
-asio::awaitable<void> run_connection(std::shared_ptr<MilterServerState> s,
-                                     std::shared_ptr<MilterConnection> c) {
-  try {
-    auto session = serve(s, c);
-    co_await std::move(session);
-  } catch (const std::exception& e) {
-    spdlog::error("milter: connection from {} failed: {}", peer_name(*c), e.what());
-  }
-  MilterServerState::close(*c);
-  s->connections.erase(c);
-  s->open.fetch_sub(1);
-  s->update_gauge();
-}
-
-void log_exception(std::exception_ptr e, const char* what) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    spdlog::error("milter: {} failed: {}", what, ex.what());
-  } catch (...) {
-    spdlog::error("milter: {} failed", what);
-  }
-}
-
-asio::awaitable<void> accept_loop(std::shared_ptr<MilterServerState> s,
-                                  std::shared_ptr<MilterListener> l) {
-  const auto token = asio::as_tuple(asio::use_awaitable);
-  asio::steady_timer backoff(s->ex);
-  while (!s->stopping) {
-    auto [ec, socket] = co_await l->acceptor.async_accept(token);
-    if (s->stopping || ec == asio::error::operation_aborted) co_return;
-    if (ec) {
-      uint64_t suppressed = 0;
-      if (s->accept_log.allow(suppressed)) {
-        spdlog::error("milter: accept on {} failed: {}{}", l->name, ec.message(),
-                      suppressed_note(suppressed));
-      }
-      backoff.expires_after(std::chrono::milliseconds(50));
-      auto [wait_ec] = co_await backoff.async_wait(token);
-      (void)wait_ec;
-      continue;
-    }
-    if (static_cast<int64_t>(s->open.load()) >= s->limits.max_connections) {
-      s->count_error("max_connections");
-      uint64_t suppressed = 0;
-      if (s->overload_log.allow(suppressed)) {
-        spdlog::warn(
-            "milter: closing new connection on {}: {} connections open (max_connections){}",
-            l->name, s->open.load(), suppressed_note(suppressed));
-      }
-      boost::system::error_code cec;
-      socket.close(cec);
-      continue;
-    }
-    if (!l->is_unix) {
-      boost::system::error_code opt_ec;
-      socket.set_option(asio::ip::tcp::no_delay(true), opt_ec);
-    }
-    auto c = std::make_shared<MilterConnection>(std::move(socket), l, s->limits.max_frame);
-    s->connections.insert(c);
-    s->open.fetch_add(1);
-    s->update_gauge();
-    auto session = run_connection(s, c);
-    asio::co_spawn(s->ex, std::move(session),
-                   [](std::exception_ptr e) { log_exception(e, "connection"); });
-    auto dog = watchdog(s, c);
-    asio::co_spawn(s->ex, std::move(dog),
-                   [](std::exception_ptr e) { log_exception(e, "connection watchdog"); });
-  }
-}
-
-// As PolicyServer: remove a stale socket file, never a live socket or another file.
-void prepare_unix_path(const std::string& path, const std::string& spec) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return;
-  if (!S_ISSOCK(st.st_mode)) {
-    throw std::runtime_error("cannot listen on " + spec + ": " + path +
-                             " exists and is not a socket");
-  }
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd >= 0) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), std::min(path.size(), sizeof(addr.sun_path) - 1));
-    int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-    int err = rc == 0 ? 0 : errno;
-    ::close(fd);
-    if (rc == 0 || err == EAGAIN || err == EINPROGRESS) {
-      throw std::runtime_error("cannot listen on " + spec +
-                               ": another process is accepting connections on " + path);
-    }
-  }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    throw std::runtime_error("cannot listen on " + spec + ": cannot remove stale socket " + path +
-                             ": " + std::strerror(errno));
+    c->enter(begin < end ? Phase::reading : Phase::idle);
   }
 }
 
 }  // namespace
 
+asio::awaitable<void> MilterServerState::serve(std::shared_ptr<StreamConnection> c) {
+  return serve_milter(std::static_pointer_cast<MilterServerState>(shared_from_this()),
+                      std::static_pointer_cast<MilterConnection>(std::move(c)));
+}
+
 MilterServer::MilterServer(asio::any_io_executor ex, EngineSource engine, MilterLimits limits,
                            Metrics& metrics)
     : state_(
           std::make_shared<MilterServerState>(std::move(ex), std::move(engine), limits, metrics)) {
-  metrics.describe(kOpenConnections, Metrics::Type::gauge,
-                   "Connections currently open, by protocol server.");
-  metrics.describe(kProtocolErrors, Metrics::Type::counter,
-                   "Connections closed for malformed or over-limit input, timeouts or overload, "
-                   "by server and reason.");
   metrics.describe(kTruncated, Metrics::Type::counter,
                    "Messages larger than [limits] max_message_bytes: the milter scored their "
                    "first max_message_bytes bytes.");
-  metrics.set(kOpenConnections, server_labels(), 0);
   metrics.inc(kTruncated, {}, 0);
 }
 
 MilterServer::~MilterServer() {
-  state_->stop_now();
-  for (const auto& c : state_->connections) MilterServerState::close(*c);
+  state_->shutdown_now();
 }
 
 void MilterServer::listen(const ListenSpec& spec) {
-  const std::string name = spec.to_string();
-  auto l = std::make_shared<MilterListener>(state_->ex);
-  l->name = name;
-  l->is_unix = spec.is_unix;
-  if (spec.is_unix) prepare_unix_path(spec.path, name);
-  const auto endpoint = spec.endpoint();
-  boost::system::error_code ec;
-  auto fail = [&](const std::string& why) {
-    throw std::runtime_error("cannot listen on " + name + ": " + why);
-  };
-  l->acceptor.open(endpoint.protocol(), ec);
-  if (ec) fail(ec.message());
-  if (!spec.is_unix) {
-    l->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (ec) fail(ec.message());
-  }
-  l->acceptor.bind(endpoint, ec);
-  if (ec) fail(ec.message());
-  if (spec.is_unix && ::chmod(spec.path.c_str(), 0660) != 0) {
-    std::string why = std::string("chmod 0660: ") + std::strerror(errno);
-    ::unlink(spec.path.c_str());
-    fail(why);
-  }
-  l->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) fail(ec.message());
-  if (!spec.is_unix) {
-    auto local = l->acceptor.local_endpoint(ec);
-    if (auto tcp = ec ? std::nullopt : to_tcp(local)) {
-      if (spec.port == 0) {
-        ListenSpec bound = spec;
-        bound.port = tcp->port();
-        l->name = bound.to_string();
-      }
-      uint16_t none = 0;
-      state_->tcp_port.compare_exchange_strong(none, tcp->port());
-    }
-  }
-  state_->listeners.push_back(std::move(l));
+  state_->listen(spec);
 }
 
 uint16_t MilterServer::port() const {
-  return state_->tcp_port.load();
+  return state_->port();
 }
 
 void MilterServer::start() {
-  if (state_->started || state_->stopping) return;
-  state_->started = true;
-  for (const auto& l : state_->listeners) {
-    auto loop = accept_loop(state_, l);
-    asio::co_spawn(state_->ex, std::move(loop),
-                   [](std::exception_ptr e) { log_exception(e, "accept loop"); });
-  }
+  state_->start();
 }
 
 void MilterServer::stop() {
-  auto s = state_;
-  asio::dispatch(s->ex, [s] { s->stop_now(); });
+  state_->stop();
 }
 
 size_t MilterServer::open_connections() const {
-  return state_->open.load();
+  return state_->open_connections();
 }
 
 }  // namespace spamward

@@ -135,6 +135,11 @@ class MilterWithPostfix(h.IntegrationCase):
         qid = re.search(r"queued as ([0-9A-Za-z]+)", transcript)
         self.assertTrue(qid, transcript)
         self.assertIn(f"id={qid.group(1)}", line)
+        # One message, one decision (DESIGN §3.7): CONNECT, HELO, MAIL and RCPT were evaluated
+        # too, but only the end of message is the decision.
+        decisions = [l for l in self.sw.log_text(since).splitlines()
+                     if " decision " in f" {l}" and f"client={GOOD}" in l]
+        self.assertEqual(len(decisions), 1, "\n".join(decisions))
 
     # 2 --------------------------------------------------------------------------------
     def test_2_denied_client_refused_with_5xx(self):
@@ -157,6 +162,11 @@ class MilterWithPostfix(h.IntegrationCase):
         self.assertTrue(self.sw.wait_log(lambda l: "decision" in l and f"client={DENIED}" in l
                                          and "DENYLIST" in l, since=since, timeout=3),
                         self.sw.log_text(since))
+        # Decided at CONNECT but answered at MAIL: one decision line, the answered one.
+        decisions = [l for l in self.sw.log_text(since).splitlines()
+                     if " decision " in f" {l}" and f"client={DENIED}" in l]
+        self.assertEqual(len(decisions), 1, "\n".join(decisions))
+        self.assertIn("stage=mail", decisions[0])
 
     # 3 --------------------------------------------------------------------------------
     def test_3_greylisting_defers_the_whole_message_once(self):

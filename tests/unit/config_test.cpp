@@ -164,6 +164,7 @@ listen = ["192.0.2.99:25"]
 [[imap]]
 url = "imaps://mail.example.org"
 user = "alice"
+password_file = "/etc/spamward/imap-alice.secret"
 spam_folders = ["Junk"]
 [batv]
 keys = ["0123456789abcdef0123"]
@@ -433,4 +434,89 @@ TEST(ConfigScores, TemperrorOverrideMustStayZero) {
     EXPECT_EQ(e.line(), 3);
     EXPECT_EQ(e.key(), "scores.SPF_TEMPERROR");
   }
+}
+
+// [[imap]] (DESIGN §3.3): every key, the defaults, and one case per validation rule.
+TEST(ConfigImap, LoadsEveryKey) {
+  Config c = parse_config(R"(
+[bayes]
+min_learned = 50
+autolearn = false
+[[imap]]
+url = "imaps://mail.example.org:993/"
+user = "alice@example.org"
+password_file = "/etc/spamward/imap-alice.secret"
+spam_folders = ["Junk", "Spam/Ünwanted"]
+ham_folders = ["Archive", "Say \"hi\""]
+ca_file = "/etc/spamward/ca.pem"
+[[imap]]
+url = "imap://[2001:db8::1]:143"
+user = "bob"
+password_file = "bob.secret"
+ham_folders = ["INBOX"]
+)",
+                          "imap.toml");
+  EXPECT_EQ(c.bayes.min_learned, 50);
+  EXPECT_FALSE(c.bayes.autolearn);
+  ASSERT_EQ(c.imap.size(), 2u);
+  EXPECT_EQ(c.imap[0].url, "imaps://mail.example.org:993/");
+  EXPECT_EQ(c.imap[0].user, "alice@example.org");
+  EXPECT_EQ(c.imap[0].password_file, "/etc/spamward/imap-alice.secret");
+  EXPECT_EQ(c.imap[0].spam_folders, (std::vector<std::string>{"Junk", "Spam/Ünwanted"}));
+  EXPECT_EQ(c.imap[0].ham_folders, (std::vector<std::string>{"Archive", "Say \"hi\""}));
+  EXPECT_EQ(c.imap[0].ca_file, "/etc/spamward/ca.pem");
+  EXPECT_TRUE(c.imap[1].spam_folders.empty());
+  EXPECT_EQ(c.imap[1].ca_file, "");
+
+  Config d = parse_config("", "empty.toml");
+  EXPECT_EQ(d.bayes.min_learned, 200);
+  EXPECT_TRUE(d.bayes.autolearn);
+  EXPECT_TRUE(d.imap.empty());
+}
+
+TEST(ConfigImap, Errors) {
+  const std::string head =
+      "[[imap]]\nuser = \"a\"\npassword_file = \"p\"\nspam_folders = [\"J\"]\n";
+  // url: scheme, host, port, no path/query/user info
+  for (const char* url :
+       {"https://mail.example.org", "imaps://", "imap:///", "imaps://user:pw@mail.example.org",
+        "imaps://mail.example.org/INBOX", "imaps://mail.example.org?x",
+        "imaps://mail.example.org:0", "imaps://mail.example.org:99999",
+        "imaps://mail.example.org:x", "imaps://[nonsense]", "imaps://bad host"}) {
+    EXPECT_CONFIG_ERROR(head + "url = \"" + url + "\"\n", 5, "imap[1].url");
+  }
+  // every [[imap]] needs url, user and password_file, and at least one folder
+  EXPECT_CONFIG_ERROR("[[imap]]\nuser = \"a\"\npassword_file = \"p\"\nspam_folders = [\"J\"]\n", 1,
+                      "imap[1].url");
+  EXPECT_CONFIG_ERROR("[[imap]]\nurl = \"imaps://h\"\nuser = \"a\"\nspam_folders = [\"J\"]\n", 1,
+                      "imap[1].password_file");
+  EXPECT_CONFIG_ERROR("[[imap]]\nurl = \"imaps://h\"\nuser = \"a\"\npassword_file = \"p\"\n", 1,
+                      "imap[1]");
+  EXPECT_CONFIG_ERROR("[[imap]]\nurl = \"imaps://h\"\nuser = \"a\\nb\"\n", 3, "imap[1].user");
+  // folder names: no line breaks or control characters, valid UTF-8, no duplicates
+  const std::string box = "[[imap]]\nurl = \"imaps://h\"\nuser = \"a\"\npassword_file = \"p\"\n";
+  EXPECT_CONFIG_ERROR(box + "spam_folders = [\"Junk\\r\\nA1 DELETE INBOX\"]\n", 5,
+                      "imap[1].spam_folders");
+  EXPECT_CONFIG_ERROR(box + "spam_folders = [\"a\\tb\"]\n", 5, "imap[1].spam_folders");
+  EXPECT_CONFIG_ERROR(box + "spam_folders = [\"\"]\n", 5, "imap[1].spam_folders");
+  EXPECT_CONFIG_ERROR(box + "spam_folders = [\"J\", \"J\"]\n", 5, "imap[1].spam_folders");
+  EXPECT_CONFIG_ERROR(box + "spam_folders = [\"J\"]\nham_folders = [\"K\", \"J\"]\n", 6,
+                      "imap[1].ham_folders");
+  EXPECT_CONFIG_ERROR(box + "spam_folders = [3]\n", 5, "imap[1].spam_folders");
+  EXPECT_CONFIG_ERROR(box + "spam_folders = [\"J\"]\nfolders = [\"x\"]\n", 6, "imap[1].folders");
+  EXPECT_CONFIG_ERROR("[imap]\nurl = \"imaps://h\"\n", 1, "imap");
+  // the same account twice
+  EXPECT_CONFIG_ERROR(box + "spam_folders = [\"J\"]\n" + box + "ham_folders = [\"K\"]\n", 8,
+                      "imap[2].user");
+  // [bayes]
+  EXPECT_CONFIG_ERROR("[bayes]\nmin_learned = 0\n", 2, "bayes.min_learned");
+  EXPECT_CONFIG_ERROR("[bayes]\nautolearn = \"yes\"\n", 2, "bayes.autolearn");
+  EXPECT_CONFIG_ERROR("[bayes]\nmin_lerned = 5\n", 2, "bayes.min_lerned");
+
+  auto err = error_of(box + "spam_folders = [\"Junk\\nX\"]\n");
+  ASSERT_TRUE(err);
+  EXPECT_NE(std::string(err->what()).find("line break"), std::string::npos) << err->what();
+  err = error_of(head + "url = \"imaps://mail.example.org/INBOX\"\n");
+  ASSERT_TRUE(err);
+  EXPECT_NE(std::string(err->what()).find("spam_folders"), std::string::npos) << err->what();
 }

@@ -531,6 +531,32 @@ TEST(DmarcCheck, UnconfirmedAlignedIdentifiersAreNotFailures) {
   EXPECT_TRUE(h.run(tx).empty());
 }
 
+// When SPF and DKIM said they failed for good (not a timeout), a missing aligned pass is a
+// DMARC failure.
+TEST(DmarcCheck, DecidedFailuresOfAlignedIdentifiersFail) {
+  DmarcHarness h;
+  h.record("example.org", {"v=DMARC1; p=reject"});
+  Transaction tx = eom_tx("alice@example.org", "alice@example.org");
+  EXPECT_TRUE(h.run(tx).empty());  // SPF did not say: unknown
+  tx.spf_decided = true;           // SPF_FAIL (or softfail, neutral, none)
+  auto s = h.run(tx);
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].name, "DMARC_FAIL");
+  // An aligned DKIM signature that did not verify: unknown until DKIM says it failed for good.
+  tx = eom_tx();
+  tx.message = message({{"DKIM-Signature", kSignature}, {"From", "alice@example.org"}});
+  EXPECT_TRUE(h.run(tx).empty());
+  tx.dkim_decided = true;  // DKIM_INVALID
+  s = h.run(tx);
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].name, "DMARC_FAIL");
+  // ... and an aligned pass still passes, whatever else failed.
+  tx.dkim_valid_domains = {"example.org"};
+  s = h.run(tx);
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0].name, "DMARC_PASS");
+}
+
 TEST(DmarcCheck, BouncesUseTheHeloIdentity) {
   DmarcHarness h;
   h.record("example.org", {"v=DMARC1; p=reject"});

@@ -278,6 +278,21 @@ TEST(Decide, ScoreOverrides) {
   EXPECT_EQ(decide(c, s, {}).action, Action::tag);
 }
 
+// Symbols scored by confidence (BAYES_*): an override sets the full score, each message keeps
+// its fraction of it.
+TEST(Decide, OverrideOfAScaledSymbolKeepsItsFraction) {
+  Config c = test_config();
+  c.scores["BAYES_SPAM"] = 5.0;
+  Symbol half = sym("BAYES_SPAM", 3.5, Family::content);
+  half.scale = 0.5;
+  Symbol full = sym("BAYES_SPAM", 7.0, Family::content);
+  full.scale = 1.0;
+  std::vector<Symbol> s = {half, full};
+  apply_score_overrides(c, s);
+  EXPECT_DOUBLE_EQ(s[0].score, 2.5);
+  EXPECT_DOUBLE_EQ(s[1].score, 5.0);
+}
+
 TEST(Exempt, Patterns) {
   std::vector<std::string> p = {"postmaster@*", "abuse@*", "*@vip.example"};
   EXPECT_TRUE(matches_exempt(p, "Postmaster@Example.org"));
@@ -501,4 +516,40 @@ TEST(Decide, MaxScoreHoldsAgainstOverrides) {
   apply_score_overrides(c, s);
   EXPECT_DOUBLE_EQ(s[0].score, 0.1);
   EXPECT_DOUBLE_EQ(s[1].score, 4.0);
+}
+
+// DESIGN §3.7: one decision per message. A protocol's intermediate stages are not decisions
+// unless they refuse; the milter's CONNECT and HELO evaluations never are.
+TEST(Engine, OnlyReportedVerdictsAreLoggedAndCountedAsDecisions) {
+  Harness h;
+  h.add("dnsbl", Stage::connect, {sym("RBL_A", 2, Family::dnsbl)});
+  auto engine = h.engine();
+  auto decisions = [&] {
+    double n = 0;
+    for (const char* a : {"accept", "tag", "greylist", "tempfail", "reject"})
+      n += h.metrics.value("spamward_decisions_total", {{"action", a}});
+    return n;
+  };
+  Transaction tx = rcpt_tx();
+  tx.report = Transaction::Report::never;
+  evaluate(*engine, tx);
+  EXPECT_EQ(decisions(), 0);
+  tx.report = Transaction::Report::refusals;  // accepted at RCPT: not a decision
+  evaluate(*engine, tx);
+  EXPECT_EQ(decisions(), 0);
+  tx.report = Transaction::Report::always;
+  evaluate(*engine, tx);
+  EXPECT_EQ(decisions(), 1);
+}
+
+TEST(Engine, IntermediateRefusalIsADecision) {
+  Harness h;
+  h.add("dnsbl", Stage::connect, {sym("RBL_A", 10, Family::dnsbl)});
+  h.add("rdns", Stage::connect, {sym("RDNS_NONE", 6, Family::rfc)});
+  auto engine = h.engine();
+  Transaction tx = rcpt_tx();
+  tx.report = Transaction::Report::refusals;
+  auto v = evaluate(*engine, tx);
+  EXPECT_EQ(v.action, Action::reject);
+  EXPECT_EQ(h.metrics.value("spamward_decisions_total", {{"action", "reject"}}), 1);
 }

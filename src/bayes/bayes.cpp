@@ -1,0 +1,160 @@
+#include "bayes/bayes.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "core/strings.h"
+
+namespace spamward {
+
+namespace {
+
+bool is_bayes_symbol(const Symbol& s) {
+  return s.name == "BAYES_SPAM" || s.name == "BAYES_HAM";
+}
+
+}  // namespace
+
+BayesOptions bayes_options(const BayesConfig& config) {
+  BayesOptions options;
+  options.min_learned = static_cast<uint64_t>(std::max<int64_t>(config.min_learned, 1));
+  options.autolearn = config.autolearn;
+  options.per_domain = config.per_domain;
+  return options;
+}
+
+Bayes::Bayes(Store& store, const Clock& clock, BayesOptions options)
+    : store_(store), clock_(clock), options_(std::move(options)) {
+  options_.params.min_learned = options_.min_learned;
+}
+
+Bayes::~Bayes() {
+  try {
+    commit();
+  } catch (...) {  // NOLINT(bugprone-empty-catch): the BayesStores' destructors retry, quietly
+  }
+}
+
+std::string Bayes::namespace_for(const std::vector<std::string>& recipients) const {
+  if (!options_.per_domain || recipients.empty()) return {};
+  const std::string& rcpt = recipients.front();
+  const size_t at = rcpt.rfind('@');
+  if (at == std::string::npos) return {};
+  std::string domain = to_lower(std::string_view(rcpt).substr(at + 1));
+  while (!domain.empty() && (domain.back() == '.' || domain.back() == '>')) domain.pop_back();
+  // A namespace never contains '/' (BayesStore); a domain never does, but input is input.
+  if (domain.empty() || domain.find('/') != std::string::npos) return {};
+  return domain;
+}
+
+BayesStore& Bayes::store_for(std::string_view ns) {
+  std::lock_guard lock(mu_);
+  auto it = stores_.find(ns);
+  if (it == stores_.end()) {
+    it =
+        stores_
+            .emplace(std::string(ns), std::make_unique<BayesStore>(store_, clock_, std::string(ns)))
+            .first;
+  }
+  return *it->second;
+}
+
+BayesResult Bayes::classify(const Message& message, const std::vector<std::string>& recipients) {
+  BayesResult result;
+  result.ns = namespace_for(recipients);
+  BayesStore* db = &store_for(result.ns);
+  LearnedTotals totals = db->totals();
+  const auto ready = [&](const LearnedTotals& t) {
+    return t.spam >= options_.min_learned && t.ham >= options_.min_learned;
+  };
+  if (!result.ns.empty() && !ready(totals)) {  // a young domain database: the global one
+    result.ns.clear();
+    db = &store_for(result.ns);
+    totals = db->totals();
+  }
+  if (!ready(totals)) return result;  // inactive: no symbol
+  TokenList tokens = tokenize(message, options_.tokenizer);
+  std::vector<TokenCounts> counts = db->lookup(tokens.hashes);
+  result.classification =
+      spamward::classify(tokens.hashes, counts, totals, options_.params, tokens.groups);
+  return result;
+}
+
+LearnOutcome Bayes::learn(const Message& message, MessageClass cls, std::string_view ns) {
+  TokenList tokens = tokenize(message, options_.tokenizer);
+  return store_for(ns).learn(learned_message_digest(message), tokens.hashes, cls);
+}
+
+LearnOutcome Bayes::forget(const Message& message, std::string_view ns) {
+  TokenList tokens = tokenize(message, options_.tokenizer);
+  return store_for(ns).forget(learned_message_digest(message), tokens.hashes);
+}
+
+LearnOutcome Bayes::autolearn(const Message& message, MessageClass cls, std::string_view ns,
+                              bool& learned) {
+  learned = false;
+  BayesStore& db = store_for(ns);
+  const std::string digest = learned_message_digest(message);
+  if (auto before = db.learned_as(digest)) {
+    return *before == cls ? LearnOutcome::already_learned : LearnOutcome::not_learned;
+  }
+  TokenList tokens = tokenize(message, options_.tokenizer);
+  LearnOutcome outcome = db.learn(digest, tokens.hashes, cls);
+  learned = outcome == LearnOutcome::learned;
+  db.commit();  // the daemon learns one message at a time: make it durable soon
+  return outcome;
+}
+
+LearnedTotals Bayes::totals(std::string_view ns) {
+  return store_for(ns).totals();
+}
+
+uint64_t Bayes::token_count(std::string_view ns) {
+  return store_for(ns).token_count();
+}
+
+void Bayes::commit() {
+  std::vector<BayesStore*> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [ns, db] : stores_) all.push_back(db.get());
+  }
+  for (BayesStore* db : all) db->commit();
+}
+
+ExpiryResult Bayes::expire(std::string_view ns) {
+  return store_for(ns).expire(options_.expiry);
+}
+
+void Bayes::expire_open() {
+  std::vector<BayesStore*> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [ns, db] : stores_) all.push_back(db.get());
+  }
+  for (BayesStore* db : all) db->expire(options_.expiry);
+}
+
+std::optional<MessageClass> autolearn_class(const std::vector<Symbol>& symbols, double reject,
+                                            double ham_below) {
+  double total = 0.0;
+  double without_bayes = 0.0;
+  std::set<Family> strong_families;  // non-Bayes families adding at least 1.0
+  std::map<Family, double> by_family;
+  for (const auto& s : symbols) {
+    if (s.name == "GTUBE") return std::nullopt;  // an admin's test, not mail
+    total += s.score;
+    if (is_bayes_symbol(s)) continue;
+    without_bayes += s.score;
+    by_family[s.family] += s.score;
+  }
+  for (const auto& [family, score] : by_family) {
+    if (family != Family::admin && score >= 1.0) strong_families.insert(family);
+  }
+  if (total >= reject && strong_families.size() >= 2) return MessageClass::spam;
+  if (without_bayes <= ham_below) return MessageClass::ham;
+  return std::nullopt;
+}
+
+}  // namespace spamward
