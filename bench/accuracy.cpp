@@ -22,8 +22,8 @@
 // --model lr: the discriminative-model EXPERIMENT (docs/bayes.md, "Discriminative model
 // experiment"): online logistic regression (bayes/logistic.h) on the same tokens, in memory,
 // beside the Fisher classifier and their combinations; with --cv K first on the train split,
-// then trained on train and run on test. Options: --lr-rate X (0.05), --lr-passes N (5),
-// --lr-thick X (0: train on every message; else only when |y - p| > X), --lr-raw (feature
+// then trained on train and run on test. Options: --lr-rate X (1), --lr-passes N (20),
+// --lr-thick X (0.1; 0: train on every message; else only when |y - p| > X), --lr-raw (feature
 // value 1, not 1/sqrt(n)), --lr-osb N (OSB window of the LR's tokens; 1), --lr-ngrams N
 // (also character N-grams of the first --lr-ngram-bytes B (3000) bytes of the raw message),
 // --lr-seed N (order of the passes), --lr-repeat N (up to N steps on one message in a row,
@@ -201,7 +201,7 @@ void cross_validate(const std::vector<Row>& rows, const std::string& corpus, int
 
 struct LrOptions {
   LogisticParams params;
-  int passes = 5;
+  int passes = 20;
   int repeat = 1;  // online steps per message per pass (stops once within the margin)
   int osb = 1;
   size_t ngrams = 0;
@@ -218,9 +218,9 @@ struct LrItem {
   std::string path;
 };
 
-std::vector<LrItem> load_items(const std::vector<Row>& rows, const std::string& corpus,
-                               bool train, int k, const TokenizerOptions& topt,
-                               const LrOptions& lo, double* seconds) {
+std::vector<LrItem> load_items(const std::vector<Row>& rows, const std::string& corpus, bool train,
+                               int k, const TokenizerOptions& topt, const LrOptions& lo,
+                               double* seconds) {
   std::vector<LrItem> items;
   size_t idx[2] = {0, 0};
   auto t0 = std::chrono::steady_clock::now();
@@ -335,8 +335,8 @@ void at_threshold(const std::vector<Scored>& s, double t, size_t* fp, size_t* n_
   *recall = n_spam ? 100.0 * caught / n_spam : 0;
 }
 
-int lr_experiment(const std::vector<Row>& rows, const std::string& corpus, int k,
-                  bool cv_only, const TokenizerOptions& topt, const ClassifierParams& cparams,
+int lr_experiment(const std::vector<Row>& rows, const std::string& corpus, int k, bool cv_only,
+                  const TokenizerOptions& topt, const ClassifierParams& cparams,
                   const LrOptions& lo, const std::string& dump) {
   const std::vector<double> alphas = {0.0, 0.1, 0.25, 0.5, 1.0};
   std::printf("model lr: repeat=%d ", lo.repeat);
@@ -347,9 +347,10 @@ int lr_experiment(const std::vector<Row>& rows, const std::string& corpus, int k
   auto train_items = load_items(rows, corpus, true, k > 1 ? k : 0, topt, lo, &load_s);
   size_t nfeat = 0;
   for (const auto& it : train_items) nfeat += it.features.size();
-  std::printf("train: %zu messages read+parsed+tokenized in %.2f s (%.0f msg/s), %.0f LR features/msg\n",
-              train_items.size(), load_s, train_items.size() / load_s,
-              static_cast<double>(nfeat) / train_items.size());
+  std::printf(
+      "train: %zu messages read+parsed+tokenized in %.2f s (%.0f msg/s), %.0f LR features/msg\n",
+      train_items.size(), load_s, train_items.size() / load_s,
+      static_cast<double>(nfeat) / train_items.size());
   auto line = [](const char* name, const std::vector<Scored>& s, size_t fp01, size_t fp05) {
     double t01, t05;
     double r01 = recall_at_fp(s, fp01, &t01), r05 = recall_at_fp(s, fp05, &t05);
@@ -381,8 +382,10 @@ int lr_experiment(const std::vector<Row>& rows, const std::string& corpus, int k
       cv_bar[a] = ham_bar(s, fp_tag);
     }
     cv_bar_nb[0] = ham_bar(combine(ms, 0, true), fp_tag);
-    std::printf("  LR learning %.0f msg-steps/s (%zu updates of %zu steps), scoring %.0f msg/s (tokens given)\n",
-                ms.trained / ms.train_s, ms.updates, ms.trained, ms.classified / ms.classify_s);
+    std::printf(
+        "  LR learning %.0f msg-steps/s (%zu updates of %zu steps), scoring %.0f msg/s (tokens "
+        "given)\n",
+        ms.trained / ms.train_s, ms.updates, ms.trained, ms.classified / ms.classify_s);
     if (!dump.empty()) {
       std::ofstream out(dump + ".cv");
       for (size_t i = 0; i < ms.lr.size(); ++i)
@@ -401,7 +404,8 @@ int lr_experiment(const std::vector<Row>& rows, const std::string& corpus, int k
   size_t n_ham = 0;
   for (bool s : ms.spam) n_ham += !s;
   const size_t fp01 = n_ham / 1000, fp05 = n_ham * 5 / 1000;
-  std::printf("test split (%zu ham + %zu spam), trained on train:\n", n_ham, ms.spam.size() - n_ham);
+  std::printf("test split (%zu ham + %zu spam), trained on train:\n", n_ham,
+              ms.spam.size() - n_ham);
   line("Fisher (current)", combine(ms, 0, true), fp01, fp05);
   for (size_t a = 0; a < alphas.size(); ++a) {
     char name[64];
@@ -423,9 +427,10 @@ int lr_experiment(const std::vector<Row>& rows, const std::string& corpus, int k
     std::printf("  Fisher at its CV threshold (p > %.6g): %zu FP of %zu ham, recall %.2f%%\n",
                 cv_bar_nb[0], fp, nh, rec);
   }
-  std::printf("  LR learning %.0f msg-steps/s (%zu updates of %zu steps, %zu weights), scoring %.0f msg/s (tokens given)\n",
-              ms.trained / ms.train_s, ms.updates, ms.trained, ms.weights,
-              ms.classified / ms.classify_s);
+  std::printf(
+      "  LR learning %.0f msg-steps/s (%zu updates of %zu steps, %zu weights), scoring %.0f msg/s "
+      "(tokens given)\n",
+      ms.trained / ms.train_s, ms.updates, ms.trained, ms.weights, ms.classified / ms.classify_s);
   std::printf("  test: %zu messages read+parsed+tokenized in %.2f s (%.0f msg/s)\n",
               test_items.size(), load_s, test_items.size() / load_s);
   if (!dump.empty()) {

@@ -134,16 +134,26 @@ BayesStore::Entry& BayesStore::entry(uint64_t hash) {
 std::vector<TokenCounts> BayesStore::lookup(std::span<const uint64_t> tokens) {
   std::vector<TokenCounts> out(tokens.size());
   std::lock_guard lock(mu_);
-  std::string key = ns_;
+  // The tokens not in the write buffer, read from the Store in one batch.
+  std::vector<std::string> keys;
+  std::vector<size_t> index;
+  keys.reserve(tokens.size());
+  index.reserve(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (auto it = buffer_.find(tokens[i]); it != buffer_.end()) {
       out[i] = it->second.counts;
       continue;
     }
-    key.resize(ns_.size());
+    std::string key = ns_;
     for (int b = 7; b >= 0; --b) key += static_cast<char>((tokens[i] >> (8 * b)) & 0xff);
-    if (auto v = store_.get(kTokens, key); v && v->size() >= 12) {
-      out[i] = {get_u32(*v, 0), get_u32(*v, 4)};
+    keys.push_back(std::move(key));
+    index.push_back(i);
+  }
+  if (keys.empty()) return out;
+  auto values = store_.get_many(kTokens, keys);
+  for (size_t j = 0; j < values.size(); ++j) {
+    if (const auto& v = values[j]; v && v->size() >= 12) {
+      out[index[j]] = {get_u32(*v, 0), get_u32(*v, 4)};
     }
   }
   return out;

@@ -12,7 +12,9 @@ double value(size_t n, const LogisticParams& p) {
   return p.normalize && n ? 1.0 / std::sqrt(static_cast<double>(n)) : 1.0;
 }
 
-double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
+double sigmoid(double z) {
+  return 1.0 / (1.0 + std::exp(-z));
+}
 
 uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
   x += 0x9e3779b97f4a7c15ULL;

@@ -14,6 +14,7 @@
 //   max_weight]. The result depends on the order of training (online learning).
 // - Weights are floats keyed by the 64-bit hash (as the store would keep them); an unseen
 //   feature has weight 0.
+// - Defaults: chosen by 5-fold CV on the bench's train split (docs/bayes.md), with 20 passes.
 // - Not thread-safe (one writer); score() is const.
 #pragma once
 
@@ -27,10 +28,10 @@
 namespace spamward {
 
 struct LogisticParams {
-  double rate = 0.05;       // learning rate
-  double thick = 0.0;       // train only when |y - p| > thick (0: on every message)
-  bool normalize = true;    // feature value 1/sqrt(n) instead of 1
-  double max_weight = 20;   // |w| bound
+  double rate = 1.0;       // learning rate (with normalize: the step in log-odds of the message)
+  double thick = 0.1;      // train only when |y - p| > thick (0: on every message)
+  bool normalize = true;   // feature value 1/sqrt(n) instead of 1
+  double max_weight = 20;  // |w| bound
 };
 
 class LogisticModel {

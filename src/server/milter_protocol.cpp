@@ -184,9 +184,27 @@ std::optional<MilterNegotiated> negotiate(const MilterOptneg& offer) {
     n.skip = (offer.protocol & milter::kProtoSkip) != 0;
     n.leading_space = (offer.protocol & milter::kProtoHeaderLeadSpace) != 0;
   }
-  n.protocol =
-      (n.skip ? milter::kProtoSkip : 0) | (n.leading_space ? milter::kProtoHeaderLeadSpace : 0);
+  if (n.version >= 6) n.no_reply = offer.protocol & milter::kProtoNoReplyWanted;
+  n.protocol = (n.skip ? milter::kProtoSkip : 0) |
+               (n.leading_space ? milter::kProtoHeaderLeadSpace : 0) | n.no_reply;
   return n;
+}
+
+bool MilterNegotiated::replies_to(char command) const {
+  switch (command) {
+    case milter::kConnect:
+      return (no_reply & milter::kProtoNoReplyConnect) == 0;
+    case milter::kHelo:
+      return (no_reply & milter::kProtoNoReplyHelo) == 0;
+    case milter::kHeader:
+      return (no_reply & milter::kProtoNoReplyHeader) == 0;
+    case milter::kEoh:
+      return (no_reply & milter::kProtoNoReplyEoh) == 0;
+    case milter::kUnknown:
+      return (no_reply & milter::kProtoNoReplyUnknown) == 0;
+    default:
+      return true;
+  }
 }
 
 const std::vector<std::pair<uint32_t, std::string_view>>& requested_macro_lists() {

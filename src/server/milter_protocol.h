@@ -68,10 +68,21 @@ inline constexpr uint32_t kActAddHeaders = 0x01;
 inline constexpr uint32_t kActChangeHeaders = 0x10;
 inline constexpr uint32_t kActSetSymList = 0x100;
 
-// Protocol steps (SMFIP_*). The NO* and NR_* bits are what the filter asks the MTA to leave out;
-// spamward asks for none of them: it wants every event and answers every one.
+// Protocol steps (SMFIP_*). The NO* bits are events the filter asks the MTA to leave out
+// (spamward wants every event); the NR_* bits are events it will not reply to. spamward asks for
+// no reply to CONNECT, HELO, UNKNOWN, each header and end of headers, where it always continues
+// (a refusal decided at CONNECT or HELO is answered at MAIL): a message then costs about 5
+// round trips instead of one per header field.
+inline constexpr uint32_t kProtoNoReplyHeader = 0x80;        // SMFIP_NR_HDR
 inline constexpr uint32_t kProtoSkip = 0x400;                // the MTA understands SMFIR_SKIP
+inline constexpr uint32_t kProtoNoReplyConnect = 0x1000;     // SMFIP_NR_CONN
+inline constexpr uint32_t kProtoNoReplyHelo = 0x2000;        // SMFIP_NR_HELO
+inline constexpr uint32_t kProtoNoReplyUnknown = 0x20000;    // SMFIP_NR_UNKN
+inline constexpr uint32_t kProtoNoReplyEoh = 0x40000;        // SMFIP_NR_EOH
 inline constexpr uint32_t kProtoHeaderLeadSpace = 0x100000;  // header values keep their space
+inline constexpr uint32_t kProtoNoReplyWanted = kProtoNoReplyHeader | kProtoNoReplyConnect |
+                                                kProtoNoReplyHelo | kProtoNoReplyUnknown |
+                                                kProtoNoReplyEoh;
 
 // Macro stages of the negotiation's macro lists (SMFIM_*).
 inline constexpr uint32_t kMacroConnect = 0;
@@ -188,6 +199,10 @@ struct MilterNegotiated {
   bool add_headers = false;    // SMFIR_ADDHEADER allowed
   bool change_headers = false;  // SMFIR_CHGHEADER allowed
   bool macro_lists = false;     // the reply carries spamward's macro lists
+  uint32_t no_reply = 0;        // the NR_* bits agreed (offered by the MTA, version 6)
+
+  // False for a command the MTA does not wait for a reply to (an agreed NR_* bit).
+  bool replies_to(char command) const;
 };
 
 // Decides the reply to the MTA's offer; nullopt when the version is older than 2.

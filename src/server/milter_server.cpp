@@ -288,7 +288,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       auto evaluation = evaluate(s, c.session, c.connect_state);
       auto verdict = co_await std::move(evaluation);
       (void)verdict;  // a refusal is answered at MAIL: see delayed_refusal()
-      append_frame(c.out, milter::kReplyContinue);
+      if (c.negotiation.replies_to(milter::kConnect)) append_frame(c.out, milter::kReplyContinue);
       co_return true;
     }
 
@@ -305,7 +305,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       auto evaluation = evaluate(s, c.session, c.helo_state);
       auto verdict = co_await std::move(evaluation);
       (void)verdict;  // a refusal is answered at MAIL: see delayed_refusal()
-      append_frame(c.out, milter::kReplyContinue);
+      if (c.negotiation.replies_to(milter::kHelo)) append_frame(c.out, milter::kReplyContinue);
       co_return true;
     }
 
@@ -387,14 +387,14 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       } else {
         store(s, m, header_line(header->name, header->value, c.negotiation.leading_space));
       }
-      append_frame(c.out, milter::kReplyContinue);
+      if (c.negotiation.replies_to(milter::kHeader)) append_frame(c.out, milter::kReplyContinue);
       co_return true;
     }
 
     case milter::kEoh: {
       MilterMessage& m = current_message(s, c);
       store(s, m, "\r\n");
-      append_frame(c.out, milter::kReplyContinue);
+      if (c.negotiation.replies_to(milter::kEoh)) append_frame(c.out, milter::kReplyContinue);
       co_return true;
     }
 
@@ -441,7 +441,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
 
     case milter::kUnknown:
       if (!decode_strings(data)) co_return malformed();
-      append_frame(c.out, milter::kReplyContinue);
+      if (c.negotiation.replies_to(milter::kUnknown)) append_frame(c.out, milter::kReplyContinue);
       co_return true;
 
     case milter::kQuitNc:

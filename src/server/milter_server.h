@@ -15,7 +15,9 @@
 // - Answers: a refusal (tempfail, reject: a ban or deny entry, an unknown recipient, a score)
 //   is SMFIR_REPLYCODE with the 4xx/5xx text. CONNECT and HELO always continue: a refusal the
 //   Engine decided there is answered at MAIL (like Postfix's smtpd_delay_reject), because
-//   MTAs replace a connect-stage rejection's text with their own. Greylisting is never
+//   MTAs replace a connect-stage rejection's text with their own. CONNECT, HELO, UNKNOWN,
+//   headers and end of headers get no reply at all when the MTA agreed to the SMFIP_NR_* bits
+//   (MilterNegotiated::replies_to). Greylisting is never
 //   answered at RCPT: the message is deferred as a whole, once, at DATA or end of message.
 //   An accepted message gets its incoming X-Spam-* and X-Spamward-* fields deleted, then
 //   X-Spam-Score and X-Spamward-Symbols (and X-Spam-Flag: YES when tagged) added, then

@@ -281,6 +281,37 @@ class LmdbStore final : public Store {
     return std::string(payload_of(raw));
   }
 
+  std::vector<std::optional<std::string>> get_many(std::string_view table,
+                                                   const std::vector<std::string>& keys) override {
+    std::vector<std::optional<std::string>> out(keys.size());
+    std::vector<bool> answered(keys.size(), false);
+    int64_t now = to_unix_ms(clock_.now());
+    {
+      std::lock_guard lock(mu_);
+      for (size_t i = 0; i < keys.size(); ++i) {
+        if (auto* op = find_pending(table, keys[i])) {
+          answered[i] = true;
+          if (!op->erase && !expired(op->expiry_ms, now)) out[i] = op->value;
+        }
+      }
+    }
+    auto dbi = shared_->dbi(table, false);
+    if (!dbi) return out;
+    std::shared_lock lock(shared_->resize_mu);
+    Txn txn;
+    shared_->begin(txn, MDB_RDONLY, lock);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (answered[i]) continue;
+      MDB_val k = val(keys[i]), v{};
+      int rc = mdb_get(txn.get(), *dbi, &k, &v);
+      if (rc == MDB_NOTFOUND) continue;
+      if (rc != 0) shared_->fail("cannot read " + std::string(table), rc);
+      std::string_view raw = view(v);
+      if (!expired(expiry_of(raw), now)) out[i] = std::string(payload_of(raw));
+    }
+    return out;
+  }
+
   void put(std::string_view table, std::string_view key, std::string_view value,
            std::optional<TimePoint> expires_at) override {
     Op op;

@@ -21,6 +21,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/clock.h"
 
@@ -36,6 +37,15 @@ class Store {
   virtual ~Store() = default;
 
   virtual std::optional<std::string> get(std::string_view table, std::string_view key) = 0;
+  // get() of several keys of one table at once; out[i] answers keys[i]. Backends may share
+  // one read transaction (LMDB: a Bayes message looks up a thousand tokens).
+  virtual std::vector<std::optional<std::string>> get_many(std::string_view table,
+                                                           const std::vector<std::string>& keys) {
+    std::vector<std::optional<std::string>> out;
+    out.reserve(keys.size());
+    for (const auto& k : keys) out.push_back(get(table, k));
+    return out;
+  }
   virtual void put(std::string_view table, std::string_view key, std::string_view value,
                    std::optional<TimePoint> expires_at = std::nullopt) = 0;
   virtual void erase(std::string_view table, std::string_view key) = 0;

@@ -188,8 +188,18 @@ TEST(MilterNegotiate, PostfixOfferGetsEveryEventSkipLeadingSpaceAndMacroLists) {
   EXPECT_EQ(n->version, 6u);
   EXPECT_EQ(n->actions,
             milter::kActAddHeaders | milter::kActChangeHeaders | milter::kActSetSymList);
-  EXPECT_EQ(n->protocol, milter::kProtoSkip | milter::kProtoHeaderLeadSpace)
-      << "no NO* or NR_* bits: every event, every reply";
+  EXPECT_EQ(n->protocol, milter::kProtoSkip | milter::kProtoHeaderLeadSpace |
+                             milter::kProtoNoReplyWanted)
+      << "no NO* bits (every event), and no reply where spamward always continues";
+  EXPECT_FALSE(n->replies_to(milter::kConnect));
+  EXPECT_FALSE(n->replies_to(milter::kHeader));
+  EXPECT_TRUE(n->replies_to(milter::kMail));
+  EXPECT_TRUE(n->replies_to(milter::kBody));  // SKIP is a reply to a body chunk
+  // An MTA that does not offer them: a reply to everything.
+  auto plain = negotiate({6, 0x1ff, milter::kProtoSkip});
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->no_reply, 0u);
+  EXPECT_TRUE(plain->replies_to(milter::kConnect));
   EXPECT_TRUE(n->skip && n->leading_space && n->macro_lists && n->add_headers && n->change_headers);
 
   std::string reply;

@@ -161,10 +161,44 @@ class Mta {
     }
   }
 
-  // Sends a command and returns its reply.
+  // Sends a command and returns its reply. For a command the filter asked not to reply to
+  // (SMFIP_NR_* in its OPTNEG reply), as Postfix does: it does not wait, and takes CONTINUE.
   Reply command(char cmd, std::string_view data = {}) {
     if (!send(frame(cmd, data))) return {};
-    return reply();
+    if (!expects_reply(cmd)) return {'c', {}};
+    Reply r = reply();
+    if (cmd == 'O' && r.code == 'O' && r.data.size() >= 12) {
+      no_reply_ = 0;
+      for (int i = 8; i < 12; ++i) no_reply_ = (no_reply_ << 8) | static_cast<unsigned char>(r.data[i]);
+      no_reply_ &= kNoReplyBits;
+    }
+    return r;
+  }
+
+  bool expects_reply(char cmd) const {
+    switch (cmd) {
+      case 'C':
+        return (no_reply_ & 0x1000) == 0;
+      case 'H':
+        return (no_reply_ & 0x2000) == 0;
+      case 'L':
+        return (no_reply_ & 0x80) == 0;
+      case 'N':
+        return (no_reply_ & 0x40000) == 0;
+      case 'U':
+        return (no_reply_ & 0x20000) == 0;
+      default:
+        return true;
+    }
+  }
+  uint32_t no_reply() const { return no_reply_; }
+  // Whether any byte arrives within `timeout` (a reply the MTA did not ask for).
+  bool anything_within(std::chrono::milliseconds timeout) {
+    if (!pending_.empty()) return true;
+    char buf[4096];
+    ssize_t n = read_some(buf, sizeof buf, std::chrono::steady_clock::now() + timeout);
+    if (n > 0) pending_.append(buf, static_cast<size_t>(n));
+    return n > 0;
   }
 
   // Replies until the final one of end of message (accept, continue, reject, tempfail,
@@ -219,9 +253,12 @@ class Mta {
     }
     return ::recv(fd_, buf, size, 0);
   }
+  static constexpr uint32_t kNoReplyBits = 0x80 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 |
+                                           0x20000 | 0x40000 | 0x80000;
   int fd_;
   bool ok_ = false;
   std::string pending_;
+  uint32_t no_reply_ = 0;
 };
 
 bool has_frame(const std::vector<Reply>& rs, char code, const std::string& data) {
@@ -314,10 +351,40 @@ TEST_F(MilterServerTest, NegotiationAsksForMacrosSkipAndLeadingSpace) {
   ASSERT_GE(r.data.size(), 12u);
   EXPECT_EQ(r.data.substr(0, 4), be32(6));
   EXPECT_EQ(r.data.substr(4, 4), be32(0x111)) << "ADDHDRS | CHGHDRS | SETSYMLIST";
-  EXPECT_EQ(r.data.substr(8, 4), be32(0x100400)) << "SKIP | HDR_LEADSPC";
+  // SKIP | HDR_LEADSPC, and no reply to CONNECT, HELO, UNKNOWN, headers and end of headers.
+  EXPECT_EQ(r.data.substr(8, 4), be32(0x100400 | 0x1000 | 0x2000 | 0x20000 | 0x80 | 0x40000));
   EXPECT_NE(r.data.find("{daemon_addr}"), std::string::npos);
   EXPECT_EQ(server_->open_connections(), 1u);
   EXPECT_EQ(metrics_.value("spamward_open_connections", {{"server", "milter"}}), 1.0);
+}
+
+// With the NR_* bits agreed, spamward sends nothing for CONNECT, HELO, headers and end of
+// headers (the MTA does not read it: a stray reply would be taken as the next command's), and
+// still answers MAIL, RCPT, DATA, body chunks and end of message. Without them, it answers all.
+TEST_F(MilterServerTest, NoReplyToCommandsTheMtaAgreedNotToWaitFor) {
+  start();
+  Mta mta(server_->port());
+  ASSERT_EQ(mta.negotiate().code, 'O');
+  ASSERT_EQ(mta.no_reply(), 0x1000u | 0x2000 | 0x20000 | 0x80 | 0x40000);
+  mta.connect("192.0.2.1", "mx.example.net");
+  mta.command('H', "mx.example.net\0"s);
+  EXPECT_FALSE(mta.anything_within(300ms)) << "no reply to CONNECT or HELO";
+  EXPECT_EQ(mta.command('M', "<alice@example.net>\0"s).code, 'c');
+  EXPECT_EQ(mta.command('R', "<bob@example.org>\0"s).code, 'c');
+  mta.command('L', "Subject\0 hello\0"s);
+  mta.command('N');
+  EXPECT_FALSE(mta.anything_within(300ms)) << "no reply to headers or end of headers";
+  EXPECT_EQ(mta.command('B', "body\r\n"s).code, 'c');
+  auto rs = mta.eom();
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a');
+
+  // An MTA that offers no NR_* bits gets a reply to everything.
+  Mta old(server_->port());
+  ASSERT_EQ(old.negotiate(0x100400).code, 'O');  // SKIP | HDR_LEADSPC
+  EXPECT_EQ(old.no_reply(), 0u);
+  EXPECT_EQ(old.connect("192.0.2.2").code, 'c');
+  EXPECT_EQ(old.command('H', "mx.example.net\0"s).code, 'c');
 }
 
 TEST_F(MilterServerTest, WholeMessageScoredWithContentAndForgedHeadersReplaced) {

@@ -179,6 +179,28 @@ TEST_P(StoreContract, ReadsSeeQueuedWritesBeforeFlush) {
   EXPECT_EQ(scan_all(s, "t", ""), (Entries{{"committed", "c2"}, {"queued", "q"}}));
 }
 
+// get_many answers as get() would, key by key: committed, queued, erased, absent, expired.
+TEST_P(StoreContract, GetManyAnswersAsGetDoes) {
+  Store& s = *store_;
+  s.put("t", "committed", "c");
+  s.put("t", "doomed", "d");
+  s.put("t", "short-lived", "x", clock_.now() + std::chrono::seconds(1));
+  s.flush();
+  s.put("t", "queued", "q");
+  s.erase("t", "doomed");
+  clock_.advance(std::chrono::seconds(2));
+  std::vector<std::string> keys = {"queued", "absent", "committed", "doomed", "short-lived"};
+  auto values = s.get_many("t", keys);
+  ASSERT_EQ(values.size(), keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(values[i], s.get("t", keys[i])) << keys[i];
+  EXPECT_EQ(values[0], "q");
+  EXPECT_EQ(values[2], "c");
+  EXPECT_EQ(values[1], std::nullopt);
+  EXPECT_EQ(values[3], std::nullopt);
+  EXPECT_EQ(values[4], std::nullopt);
+  EXPECT_TRUE(s.get_many("no-such-table", keys)[0] == std::nullopt);
+}
+
 TEST_P(StoreContract, ExpiredEntriesAreInvisibleAndSwept) {
   Store& s = *store_;
   s.put("t", "short", "1", clock_.now() + 10s);

@@ -17,7 +17,8 @@ local conn = mt.connect("inet:" .. port .. "@127.0.0.1")
 check(conn ~= nil, "connect to spamward")
 
 -- Negotiation: miltertest offers everything (version 6). spamward asks for header changes and
--- additions and a macro list, SKIP and HDR_LEADSPC, and no NO*/NR_* step: every event.
+-- additions and a macro list, SKIP and HDR_LEADSPC, no NO* step (every event), and the NR_*
+-- steps of the commands it always continues.
 check(mt.negotiate(conn, nil, nil, nil) == nil, "negotiate")
 check(mt.test_action(conn, SMFIF_ADDHDRS), "requests ADDHDRS")
 check(mt.test_action(conn, SMFIF_CHGHDRS), "requests CHGHDRS")
@@ -26,8 +27,16 @@ check(not mt.test_action(conn, SMFIF_CHGBODY), "never changes the body")
 check(mt.test_option(conn, SMFIP_SKIP), "uses SKIP")
 check(mt.test_option(conn, SMFIP_HDR_LEADSPC), "uses HDR_LEADSPC")
 for _, opt in ipairs({SMFIP_NOCONNECT, SMFIP_NOHELO, SMFIP_NOMAIL, SMFIP_NORCPT, SMFIP_NOBODY,
-                      SMFIP_NOHDRS, SMFIP_NOEOH, SMFIP_NOUNKNOWN, SMFIP_NODATA, SMFIP_NR_HDR}) do
-  check(not mt.test_option(conn, opt), "wants every event and replies to each")
+                      SMFIP_NOHDRS, SMFIP_NOEOH, SMFIP_NOUNKNOWN, SMFIP_NODATA}) do
+  check(not mt.test_option(conn, opt), "wants every event")
+end
+-- No reply where it always continues (miltertest then takes CONTINUE without reading, as
+-- Postfix does); MAIL, RCPT, DATA, body and end of message are answered.
+for _, opt in ipairs({SMFIP_NR_CONN, SMFIP_NR_HELO, SMFIP_NR_UNKN, SMFIP_NR_HDR, SMFIP_NR_EOH}) do
+  check(mt.test_option(conn, opt), "no reply asked for option " .. tostring(opt))
+end
+for _, opt in ipairs({SMFIP_NR_MAIL, SMFIP_NR_RCPT, SMFIP_NR_DATA, SMFIP_NR_BODY}) do
+  check(not mt.test_option(conn, opt), "replies to option " .. tostring(opt))
 end
 
 -- Connect: bracketed hostname (no verified name); the macros give Postfix's own lookups.
