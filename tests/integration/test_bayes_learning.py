@@ -19,6 +19,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import harness as h  # noqa: E402
 import corpus  # noqa: E402
+from milter_client import Milter  # noqa: E402
 
 SPAMC = shutil.which("spamc") or "/usr/bin/spamc"
 TOKEN = "learn-test-token-0123456789"
@@ -165,6 +166,55 @@ class BayesLearning(h.IntegrationCase):
         self.assertEqual(status, 200, body)
         answer = json.loads(body)
         self.assertEqual(answer["learned"], {"spam": 2, "ham": 1})
+
+    def test_autolearn_through_the_milter(self):
+        """A message from an allow-listed client scores far below zero without Bayes: the daemon
+        learns it as ham on its own (autolearning), once; with autolearn off it does not."""
+        milter_port = h.free_port()
+        sw = self.daemon({"listen": {"milter": f"127.0.0.1:{milter_port}"}})
+        rc, _, err = sw.cli("allow", "add", "192.0.2.77", "--comment", "autolearn test")
+        self.assertEqual(rc, 0, err)
+        sw.start()
+        raw = self.extra[0][1].replace(b"\r\n", b"\n")
+        head, _, body = raw.partition(b"\n\n")
+
+        def send_through_milter():
+            m = Milter(milter_port)
+            try:
+                self.assertEqual(m.negotiate()[0], b"O")
+                m.connect("192.0.2.77", "mx.example.net")
+                m.command(b"H", b"mx.example.net\0")
+                self.assertEqual(m.command(b"M", b"<a@example.net>\0")[0], b"c")
+                self.assertEqual(m.command(b"R", b"<b@example.org>\0")[0], b"c")
+                name = None
+                for line in head.split(b"\n"):
+                    if line[:1] in (b" ", b"\t") and name is not None:
+                        value += b"\n" + line
+                        continue
+                    if name is not None:
+                        m.command(b"L", name + b"\0" + value + b"\0")
+                    name, _, value = line.partition(b":")
+                if name is not None:
+                    m.command(b"L", name + b"\0" + value + b"\0")
+                m.command(b"N")
+                self.assertEqual(m.command(b"B", body.replace(b"\n", b"\r\n"))[0], b"c")
+                return m.eom()[-1][0]
+            finally:
+                m.close()
+
+        self.assertEqual(send_through_milter(), b"a")
+        self.assertTrue(h.wait_until(
+            lambda: (sw.metric("spamward_bayes_autolearned_total", 'class="ham"') or 0) >= 1, 5),
+            sw.log_text())
+        self.assertEqual(send_through_milter(), b"a")  # the same message: learned once
+        h.wait_until(lambda: False, 0.5)
+        self.assertEqual(sw.metric("spamward_bayes_autolearned_total", 'class="ham"'), 1)
+        # The store holds it as ham: teaching it again by hand changes nothing.
+        d = corpus.write_dir(os.path.join(self.tmp, "autolearned"), [("m", raw)])
+        out = self.learn(sw, "--ham", d)
+        self.assertIn("0 learned, 0 moved from spam, 1 already learned", out)
+        out = self.learn(sw, "--spam", d)  # the admin overrides: it moves
+        self.assertIn("0 learned, 1 moved from ham", out)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <stdexcept>
 
+#include "bayes/bayes.h"
 #include "core/config.h"
 #include "engine/engine.h"
+#include "mail/message.h"
+#include "state/store.h"
 
 using namespace spamward;
 namespace asio = boost::asio;
@@ -552,4 +555,57 @@ TEST(Engine, IntermediateRefusalIsADecision) {
   auto v = evaluate(*engine, tx);
   EXPECT_EQ(v.action, Action::reject);
   EXPECT_EQ(h.metrics.value("spamward_decisions_total", {{"action", "reject"}}), 1);
+}
+
+// Autolearning through the Engine (bayes/bayes.h): a sure spam verdict at end of message is
+// learned as spam, a clearly negative one as ham; never in a read-only evaluation, never
+// before end of message, never when [bayes] autolearn is off.
+TEST(Engine, AutolearnsSureVerdictsAtEndOfMessage) {
+  auto message_tx = [](const std::string& subject) {
+    Transaction tx = rcpt_tx();
+    tx.stage = Stage::eom;
+    tx.recipient.clear();
+    tx.message = std::make_shared<const Message>(
+        parse_message("From: a@example.net\r\nSubject: " + subject + "\r\n\r\nbody\r\n"));
+    return tx;
+  };
+  Harness h;
+  std::unique_ptr<Store> store = make_memory_store(h.clock);
+  Bayes bayes(*store, h.clock, BayesOptions{});
+  h.env.bayes = &bayes;
+  h.add("dnsbl", Stage::eom, {sym("RBL_A", 10, Family::dnsbl)});
+  h.add("rdns", Stage::eom, {sym("RDNS_NONE", 6, Family::rfc)});
+  auto engine = h.engine();
+  auto v = evaluate(*engine, message_tx("one"));
+  EXPECT_EQ(v.action, Action::reject);
+  EXPECT_EQ(bayes.totals().spam, 1u);
+  EXPECT_EQ(h.metrics.value("spamward_bayes_autolearned_total", {{"class", "spam"}}), 1);
+  // The same message again: already learned, not counted twice.
+  evaluate(*engine, message_tx("one"));
+  EXPECT_EQ(bayes.totals().spam, 1u);
+  // Read-only (the HTTP check API): nothing learned.
+  EvaluationState read_only;
+  read_only.read_only = true;
+  evaluate(*engine, message_tx("two"), &read_only);
+  EXPECT_EQ(bayes.totals().spam, 1u);
+  // Before end of message there is nothing to learn.
+  Transaction at_rcpt = message_tx("three");
+  at_rcpt.stage = Stage::rcpt;
+  evaluate(*engine, at_rcpt);
+  EXPECT_EQ(bayes.totals().spam, 1u);
+
+  // A clearly negative verdict is ham; with autolearn off nothing is learned.
+  Harness g;
+  g.env.bayes = &bayes;
+  g.add("dnswl", Stage::eom, {sym("DNSWL_A", -2, Family::dnsbl)});
+  auto allow = g.engine();
+  evaluate(*allow, message_tx("four"));
+  EXPECT_EQ(bayes.totals().ham, 1u);
+  Harness off;
+  off.env.bayes = &bayes;
+  off.config.bayes.autolearn = false;
+  off.add("dnswl", Stage::eom, {sym("DNSWL_A", -2, Family::dnsbl)});
+  auto quiet = off.engine();
+  evaluate(*quiet, message_tx("five"));
+  EXPECT_EQ(bayes.totals().ham, 1u);
 }

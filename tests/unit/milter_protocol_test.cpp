@@ -188,8 +188,8 @@ TEST(MilterNegotiate, PostfixOfferGetsEveryEventSkipLeadingSpaceAndMacroLists) {
   EXPECT_EQ(n->version, 6u);
   EXPECT_EQ(n->actions,
             milter::kActAddHeaders | milter::kActChangeHeaders | milter::kActSetSymList);
-  EXPECT_EQ(n->protocol, milter::kProtoSkip | milter::kProtoHeaderLeadSpace |
-                             milter::kProtoNoReplyWanted)
+  EXPECT_EQ(n->protocol,
+            milter::kProtoSkip | milter::kProtoHeaderLeadSpace | milter::kProtoNoReplyWanted)
       << "no NO* bits (every event), and no reply where spamward always continues";
   EXPECT_FALSE(n->replies_to(milter::kConnect));
   EXPECT_FALSE(n->replies_to(milter::kHeader));

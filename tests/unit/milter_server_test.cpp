@@ -169,7 +169,8 @@ class Mta {
     Reply r = reply();
     if (cmd == 'O' && r.code == 'O' && r.data.size() >= 12) {
       no_reply_ = 0;
-      for (int i = 8; i < 12; ++i) no_reply_ = (no_reply_ << 8) | static_cast<unsigned char>(r.data[i]);
+      for (int i = 8; i < 12; ++i)
+        no_reply_ = (no_reply_ << 8) | static_cast<unsigned char>(r.data[i]);
       no_reply_ &= kNoReplyBits;
     }
     return r;
@@ -253,8 +254,8 @@ class Mta {
     }
     return ::recv(fd_, buf, size, 0);
   }
-  static constexpr uint32_t kNoReplyBits = 0x80 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 |
-                                           0x20000 | 0x40000 | 0x80000;
+  static constexpr uint32_t kNoReplyBits =
+      0x80 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x80000;
   int fd_;
   bool ok_ = false;
   std::string pending_;
