@@ -364,24 +364,9 @@ class Dovecot:
         rc, out, err = h.run([DOVECOT, "-c", self.conf_path, "-n"], timeout=30)
         if rc != 0:
             raise RuntimeError(f"dovecot config check failed ({rc}): {out}{err}")
-        with open(self.output_path, "ab") as out_f:
-            self.proc = subprocess.Popen([DOVECOT, "-c", self.conf_path, "-F"],
-                                         stdin=subprocess.DEVNULL, stdout=out_f,
-                                         stderr=subprocess.STDOUT, cwd=self.root,
-                                         start_new_session=True)
-        h._register(self)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                h._unregister(self)
-                raise RuntimeError(f"dovecot exited with {self.proc.returncode} during start-up:\n"
-                                   + self.output())
-            if self._greets():
-                return self
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"dovecot did not greet within {timeout}s:\n" + self.output())
-            time.sleep(0.05)
+        h.start_server(self, "dovecot", [DOVECOT, "-c", self.conf_path, "-F"], self.root,
+                       self.output_path, self._greets, timeout, "greet")
+        return self
 
     def _greets(self):
         ctx = ssl.create_default_context(cafile=self.cert_path)

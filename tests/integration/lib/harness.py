@@ -156,6 +156,30 @@ def raise_nofile(want=8192):
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def start_server(owner, name, argv, cwd, output_path, ready, timeout, not_ready):
+    """Starts a fixture server (stdout and stderr into output_path, its own session), registers
+    `owner` for cleanup, and polls ready() every 50 ms. Returns the Popen once ready(); raises
+    RuntimeError with the server's output when it exits first, or after `timeout` seconds
+    (then owner.stop() is called first; `not_ready` says what it failed to do)."""
+    with open(output_path, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+    owner.proc = proc
+    _register(owner)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            _unregister(owner)
+            raise RuntimeError(f"{name} exited with {proc.returncode} during start-up:\n"
+                               + owner.output())
+        if ready():
+            return proc
+        if time.monotonic() > deadline:
+            owner.stop()
+            raise RuntimeError(f"{name} did not {not_ready} within {timeout}s:\n" + owner.output())
+        time.sleep(0.05)
+
+
 def tail(path, lines=60):
     try:
         with open(path, "r", errors="replace") as f:

@@ -28,7 +28,6 @@ import random
 import socket
 import struct
 import subprocess
-import time
 
 import harness as h
 
@@ -100,25 +99,13 @@ class Unbound:
     def start(self, timeout=10.0):
         """Starts unbound and polls until it answers a query for a local-zone name."""
         assert not self.alive(), "already running"
-        with open(self.output_path, "ab") as out:
-            self.proc = subprocess.Popen([UNBOUND, "-d", "-c", self.config_path],
-                                         stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, cwd=self.dir,
-                                         start_new_session=True)
-        h._register(self)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                h._unregister(self)
-                raise RuntimeError(f"unbound exited with {self.proc.returncode} during start-up:\n"
-                                   + self.output())
-            # Any reply means it serves (the in-addr.arpa zone answers NXDOMAIN at once).
-            if dns_query(self.port, "1.0.0.127.in-addr.arpa", qtype=12, timeout=0.2) is not None:
-                return self
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"unbound did not answer within {timeout}s:\n" + self.output())
-            time.sleep(0.05)
+        # Any reply means it serves (the in-addr.arpa zone answers NXDOMAIN at once).
+        h.start_server(self, "unbound", [UNBOUND, "-d", "-c", self.config_path], self.dir,
+                       self.output_path,
+                       lambda: dns_query(self.port, "1.0.0.127.in-addr.arpa", qtype=12,
+                                         timeout=0.2) is not None,
+                       timeout, "answer")
+        return self
 
     def stop(self, timeout=5.0):
         """Stops it (SIGTERM, then SIGKILL). Safe when not running."""
