@@ -1,6 +1,7 @@
 #include "bayes/bayes.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -21,12 +22,14 @@ BayesOptions bayes_options(const BayesConfig& config) {
   options.min_learned = static_cast<uint64_t>(std::max<int64_t>(config.min_learned, 1));
   options.autolearn = config.autolearn;
   options.per_domain = config.per_domain;
+  options.model = config.model == "fisher" ? BayesModel::fisher : BayesModel::logistic;
   return options;
 }
 
 Bayes::Bayes(Store& store, const Clock& clock, BayesOptions options)
     : store_(store), clock_(clock), options_(std::move(options)) {
   options_.params.min_learned = options_.min_learned;
+  options_.rebuild.min_learned = options_.min_learned;
 }
 
 Bayes::~Bayes() {
@@ -75,20 +78,51 @@ BayesResult Bayes::classify(const Message& message, const std::vector<std::strin
   }
   if (!ready(totals)) return result;  // inactive: no symbol
   TokenList tokens = tokenize(message, options_.tokenizer);
+  if (options_.model == BayesModel::logistic) {
+    if (auto model = db->model_weights(tokens.hashes)) {
+      Classification& c = result.classification;
+      c.active = true;
+      c.model = BayesModel::logistic;
+      c.log_odds = logistic_score(model->weights, model->bias, options_.rebuild.params);
+      c.probability = 1.0 / (1.0 + std::exp(-c.log_odds));
+      c.clues_used = static_cast<size_t>(std::count_if(model->weights.begin(), model->weights.end(),
+                                                       [](float w) { return w != 0; }));
+      return result;
+    }
+  }
   std::vector<TokenCounts> counts = db->lookup(tokens.hashes);
   result.classification =
       spamward::classify(tokens.hashes, counts, totals, options_.params, tokens.groups);
   return result;
 }
 
+void Bayes::mark_changed(std::string_view ns) {
+  std::lock_guard lock(mu_);
+  changed_.emplace(ns);
+}
+
+void Bayes::step(BayesStore& db, const TokenList& tokens, MessageClass cls) {
+  if (options_.model != BayesModel::logistic || !options_.online_steps) return;
+  db.step(tokens.hashes, cls, options_.rebuild.params, options_.max_online_steps);
+}
+
 LearnOutcome Bayes::learn(const Message& message, MessageClass cls, std::string_view ns) {
   TokenList tokens = tokenize(message, options_.tokenizer);
-  return store_for(ns).learn(learned_message_digest(message), tokens.hashes, cls);
+  BayesStore& db = store_for(ns);
+  LearnOutcome outcome = db.learn(learned_message_digest(message), tokens.hashes, cls);
+  if (outcome == LearnOutcome::learned || outcome == LearnOutcome::moved) {
+    step(db, tokens, cls);
+    mark_changed(ns);
+  }
+  return outcome;
 }
 
 LearnOutcome Bayes::forget(const Message& message, std::string_view ns) {
   TokenList tokens = tokenize(message, options_.tokenizer);
-  return store_for(ns).forget(learned_message_digest(message), tokens.hashes);
+  LearnOutcome outcome = store_for(ns).forget(learned_message_digest(message), tokens.hashes);
+  // The model keeps what it learned from the message until the next rebuild.
+  if (outcome == LearnOutcome::forgotten) mark_changed(ns);
+  return outcome;
 }
 
 LearnOutcome Bayes::autolearn(const Message& message, MessageClass cls, std::string_view ns,
@@ -102,6 +136,10 @@ LearnOutcome Bayes::autolearn(const Message& message, MessageClass cls, std::str
   TokenList tokens = tokenize(message, options_.tokenizer);
   LearnOutcome outcome = db.learn(digest, tokens.hashes, cls);
   learned = outcome == LearnOutcome::learned;
+  if (learned) {
+    step(db, tokens, cls);
+    mark_changed(ns);
+  }
   db.commit();  // the daemon learns one message at a time: make it durable soon
   return outcome;
 }
@@ -134,6 +172,32 @@ void Bayes::expire_open() {
     for (auto& [ns, db] : stores_) all.push_back(db.get());
   }
   for (BayesStore* db : all) db->expire(options_.expiry);
+}
+
+ModelInfo Bayes::model_info(std::string_view ns) {
+  return store_for(ns).model_info();
+}
+
+RebuildResult Bayes::rebuild(std::string_view ns) {
+  if (options_.model != BayesModel::logistic) return {};
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = changed_.find(ns); it != changed_.end()) changed_.erase(it);
+  }
+  return store_for(ns).rebuild(options_.rebuild);
+}
+
+void Bayes::rebuild_changed(bool all) {
+  std::vector<std::string> names;
+  {
+    std::lock_guard lock(mu_);
+    if (all) {
+      for (const auto& [ns, db] : stores_) names.push_back(ns);
+    } else {
+      names.assign(changed_.begin(), changed_.end());
+    }
+  }
+  for (const auto& ns : names) rebuild(ns);
 }
 
 std::optional<MessageClass> autolearn_class(const std::vector<Symbol>& symbols, double reject,

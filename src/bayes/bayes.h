@@ -22,6 +22,13 @@
 //   every `commit_interval` learned messages; the Store then makes them durable.
 // - Expiry (BayesStore::expire, options.expiry) runs after `spamward learn` and `learn-imap`
 //   for the databases they taught, and in the daemon once a day for those it used.
+// - The model ([bayes] model): "logistic" (the default) classifies with the logistic model
+//   of the database when it has one, and falls back to Fisher over the counts when it has
+//   none yet (fewer than min_learned learned messages of a class with token lists). The
+//   model is rebuilt (BayesStore::rebuild) after `spamward learn` and `learn-imap`, within
+//   the hour in the daemon after it learned or forgot anything, and daily; between rebuilds
+//   learning takes online steps (options.online_steps; the bulk learners turn them off,
+//   since they rebuild at the end). "fisher" never uses the model.
 // - Store errors throw StoreError; callers fail open (the Bayes check adds nothing).
 // - Thread-safe.
 #pragma once
@@ -30,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +57,10 @@ struct BayesOptions {
   uint64_t min_learned = 200;
   bool per_domain = false;
   bool autolearn = true;
+  BayesModel model = BayesModel::logistic;
+  bool online_steps = true;  // learn() and autolearn() step the model at once
+  int max_online_steps = 10;
+  RebuildOptions rebuild;             // its min_learned is min_learned
   double autolearn_ham_below = -1.0;  // score without Bayes at most this: clearly ham
   TokenizerOptions tokenizer;
   ClassifierParams params;
@@ -92,14 +104,25 @@ class Bayes {
   // Expires every database this object has opened (the daemon, once a day).
   void expire_open();
 
+  ModelInfo model_info(std::string_view ns = {});
+  // Rebuilds a database's logistic model (nothing with model = fisher).
+  RebuildResult rebuild(std::string_view ns = {});
+  // Rebuilds the models of the databases this object learned into or forgot from since their
+  // last rebuild (the daemon, hourly), or of all it has opened (`all`, daily).
+  void rebuild_changed(bool all = false);
+
  private:
   BayesStore& store_for(std::string_view ns);
 
   Store& store_;
   const Clock& clock_;
   BayesOptions options_;
+  void mark_changed(std::string_view ns);
+  void step(BayesStore& db, const TokenList& tokens, MessageClass cls);
+
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<BayesStore>, std::less<>> stores_;
+  std::set<std::string, std::less<>> changed_;  // namespaces to rebuild
 };
 
 // The autolearning rule of the contract above: the class to learn a message as, given the

@@ -1,7 +1,10 @@
 #include "bayes/bayes_store.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <tuple>
+#include <unordered_set>
 
 #include "core/digest.h"
 
@@ -11,6 +14,9 @@ namespace {
 constexpr std::string_view kTokens = "bayes_tokens";
 constexpr std::string_view kLearned = "bayes_learned";
 constexpr std::string_view kMeta = "bayes_meta";
+constexpr std::string_view kWeights = "bayes_weights";
+constexpr size_t kRecordHead = 5;  // class u8, day u32; then optionally n u32 and n hashes
+constexpr size_t kModelRecord = 37;
 
 void put_u32(std::string& out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
@@ -27,6 +33,28 @@ uint64_t get_u64(std::string_view s, size_t at) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(s[at + i]);
   return v;
+}
+void put_f32(std::string& out, float f) {
+  uint32_t v = 0;
+  std::memcpy(&v, &f, sizeof v);
+  put_u32(out, v);
+}
+float get_f32(std::string_view s, size_t at) {
+  const uint32_t v = get_u32(s, at);
+  float f = 0;
+  std::memcpy(&f, &v, sizeof f);
+  return std::isfinite(f) ? f : 0.0f;  // a damaged value must not poison every score
+}
+
+// The token hashes of a learned record, or empty when it has none (or is damaged).
+std::vector<uint64_t> record_tokens(std::string_view v) {
+  std::vector<uint64_t> out;
+  if (v.size() < kRecordHead + 4) return out;
+  const uint32_t n = get_u32(v, kRecordHead);
+  if (v.size() != kRecordHead + 4 + size_t{n} * 8) return out;
+  out.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) out.push_back(get_u64(v, kRecordHead + 4 + size_t{i} * 8));
+  return out;
 }
 
 std::string token_key(const std::string& prefix, uint64_t hash) {
@@ -160,7 +188,7 @@ std::vector<TokenCounts> BayesStore::lookup(std::span<const uint64_t> tokens) {
 }
 
 std::optional<MessageClass> BayesStore::stored_class(const std::string& key) {
-  if (auto it = learned_buffer_.find(key); it != learned_buffer_.end()) return it->second;
+  if (auto it = learned_buffer_.find(key); it != learned_buffer_.end()) return it->second.cls;
   auto v = store_.get(kLearned, key);
   if (!v || v->empty()) return std::nullopt;
   if ((*v)[0] == 's') return MessageClass::spam;
@@ -208,7 +236,7 @@ LearnOutcome BayesStore::learn(std::string_view digest, std::span<const uint64_t
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
   if (before) apply(distinct, *before, -1);
   apply(distinct, cls, +1);
-  learned_buffer_[key] = cls;
+  learned_buffer_[key] = Learned{cls, std::move(distinct)};
   if (buffer_.size() >= max_buffered_) commit_locked();
   return before ? LearnOutcome::moved : LearnOutcome::learned;
 }
@@ -223,7 +251,7 @@ LearnOutcome BayesStore::forget(std::string_view digest, std::span<const uint64_
   std::sort(distinct.begin(), distinct.end());
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
   apply(distinct, *before, -1);
-  learned_buffer_[key] = std::nullopt;
+  learned_buffer_[key] = Learned{};
   if (buffer_.size() >= max_buffered_) commit_locked();
   return LearnOutcome::forgotten;
 }
@@ -257,13 +285,17 @@ void BayesStore::commit_locked() {
     store_.put(kTokens, key, value);
     if (!e.stored) ++token_count_;
   }
-  for (auto& [k, cls] : learned_buffer_) {
-    if (!cls) {
+  for (auto& [k, record] : learned_buffer_) {
+    if (!record.cls) {
       store_.erase(kLearned, k);
       continue;
     }
-    value.assign(1, static_cast<char>(*cls));
+    value.assign(1, static_cast<char>(*record.cls));
     put_u32(value, today());
+    if (!record.tokens.empty()) {
+      put_u32(value, static_cast<uint32_t>(record.tokens.size()));
+      for (uint64_t h : record.tokens) put_u64(value, h);
+    }
     store_.put(kLearned, k, value);
   }
   value.clear();
@@ -318,12 +350,203 @@ ExpiryResult BayesStore::expire(const ExpiryPolicy& policy) {
   }
   result.remaining = kept.size();
   token_count_ = kept.size();
+  // The token lists of all but the newest max_token_lists records (the digest and class stay).
+  struct Listed {
+    uint32_t day;
+    std::string key;
+    char cls;
+  };
+  std::vector<Listed> listed;
+  store_.scan(kLearned, ns_, [&](std::string_view k, std::string_view v) {
+    if (v.size() > kRecordHead) listed.push_back({get_u32(v, 1), std::string(k), v[0]});
+    return true;
+  });
+  if (listed.size() > policy.max_token_lists) {
+    const size_t extra = listed.size() - policy.max_token_lists;
+    std::nth_element(listed.begin(), listed.begin() + static_cast<ptrdiff_t>(extra), listed.end(),
+                     [](const Listed& a, const Listed& b) {
+                       return std::tie(a.day, a.key) < std::tie(b.day, b.key);
+                     });
+    std::string head;
+    for (size_t i = 0; i < extra; ++i) {
+      head.assign(1, listed[i].cls);
+      put_u32(head, listed[i].day);
+      store_.put(kLearned, listed[i].key, head);
+    }
+    result.token_lists_dropped = extra;
+  }
   std::string value;
   put_u64(value, totals_.spam);
   put_u64(value, totals_.ham);
   put_u64(value, token_count_);
   store_.put(kMeta, ns_ + "totals", value);
   totals_loaded_ = false;
+  return result;
+}
+
+std::string BayesStore::weight_key(uint8_t slot, uint64_t hash) const {
+  std::string k = ns_;
+  k += static_cast<char>(slot);
+  for (int b = 7; b >= 0; --b) k += static_cast<char>((hash >> (8 * b)) & 0xff);
+  return k;
+}
+
+std::optional<ModelInfo> BayesStore::load_model(uint8_t* slot, float* bias) {
+  auto v = store_.get(kMeta, ns_ + "model");
+  if (!v || v->size() < kModelRecord) return std::nullopt;
+  const auto s = static_cast<uint8_t>((*v)[0]);
+  if (s != 'a' && s != 'b') return std::nullopt;
+  ModelInfo info;
+  info.present = true;
+  info.generation = get_u64(*v, 5);
+  info.messages = get_u64(*v, 13);
+  info.weights = get_u64(*v, 21);
+  info.steps = get_u64(*v, 29);
+  if (slot) *slot = s;
+  if (bias) *bias = get_f32(*v, 1);
+  return info;
+}
+
+void BayesStore::store_model(uint8_t slot, float bias, const ModelInfo& info) {
+  std::string value(1, static_cast<char>(slot));
+  put_f32(value, bias);
+  put_u64(value, info.generation);
+  put_u64(value, info.messages);
+  put_u64(value, info.weights);
+  put_u64(value, info.steps);
+  store_.put(kMeta, ns_ + "model", value);
+}
+
+ModelInfo BayesStore::model_info() {
+  std::lock_guard lock(mu_);
+  return load_model(nullptr, nullptr).value_or(ModelInfo{});
+}
+
+std::optional<ModelWeights> BayesStore::model_weights(std::span<const uint64_t> tokens) {
+  std::lock_guard lock(mu_);
+  uint8_t slot = 0;
+  ModelWeights out;
+  if (!load_model(&slot, &out.bias)) return std::nullopt;
+  std::vector<std::string> keys;
+  keys.reserve(tokens.size());
+  for (uint64_t h : tokens) keys.push_back(weight_key(slot, h));
+  auto values = store_.get_many(kWeights, keys);
+  out.weights.assign(tokens.size(), 0.0f);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (values[i] && values[i]->size() >= 4) out.weights[i] = get_f32(*values[i], 0);
+  }
+  return out;
+}
+
+int BayesStore::step(std::span<const uint64_t> tokens, MessageClass cls,
+                     const LogisticParams& params, int max_steps) {
+  std::vector<uint64_t> distinct(tokens.begin(), tokens.end());
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  std::lock_guard lock(mu_);
+  uint8_t slot = 0;
+  float bias = 0;
+  auto info = load_model(&slot, &bias);
+  if (!info) return 0;
+  std::vector<std::string> keys;
+  keys.reserve(distinct.size());
+  for (uint64_t h : distinct) keys.push_back(weight_key(slot, h));
+  auto values = store_.get_many(kWeights, keys);
+  std::vector<float> w(distinct.size(), 0.0f);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (values[i] && values[i]->size() >= 4) w[i] = get_f32(*values[i], 0);
+  }
+  int steps = 0;
+  while (steps < max_steps && logistic_step(w, bias, cls == MessageClass::spam, params)) ++steps;
+  if (steps == 0) return 0;
+  std::string value;
+  for (size_t i = 0; i < w.size(); ++i) {
+    value.clear();
+    put_f32(value, w[i]);
+    store_.put(kWeights, keys[i], value);
+  }
+  info->steps += static_cast<uint64_t>(steps);
+  store_model(slot, bias, *info);
+  return steps;
+}
+
+RebuildResult BayesStore::rebuild(const RebuildOptions& options) {
+  std::lock_guard rebuilding(rebuild_mu_);  // one rebuild at a time; readers go on meanwhile
+  {
+    std::lock_guard lock(mu_);
+    commit_locked();
+  }
+  // Read the training data without holding mu_: classification goes on meanwhile.
+  std::unordered_set<uint64_t> known;
+  store_.scan(kTokens, ns_, [&](std::string_view k, std::string_view v) {
+    if (k.size() == ns_.size() + 8) known.insert(hash_of_key(k));
+    return true;
+  });
+  std::vector<std::vector<uint64_t>> lists;
+  std::vector<bool> spam;
+  RebuildResult result;
+  store_.scan(kLearned, ns_, [&](std::string_view k, std::string_view v) {
+    if (v.size() <= kRecordHead || (v[0] != 's' && v[0] != 'h')) return true;
+    std::vector<uint64_t> tokens = record_tokens(v);
+    std::erase_if(tokens, [&](uint64_t h) { return !known.contains(h); });
+    if (tokens.empty()) return true;
+    lists.push_back(std::move(tokens));
+    spam.push_back(v[0] == 's');
+    (v[0] == 's' ? result.spam : result.ham)++;
+    return true;
+  });
+  uint8_t old_slot = 0;
+  std::optional<ModelInfo> old;
+  {
+    std::lock_guard lock(mu_);
+    old = load_model(&old_slot, nullptr);
+  }
+  auto erase_slot = [&](uint8_t slot) {
+    std::vector<std::string> keys;
+    store_.scan(kWeights, ns_ + static_cast<char>(slot), [&](std::string_view k, std::string_view) {
+      keys.emplace_back(k);
+      return true;
+    });
+    for (const auto& k : keys) store_.erase(kWeights, k);
+  };
+  if (result.spam < options.min_learned || result.ham < options.min_learned) {
+    if (old) {
+      {
+        std::lock_guard lock(mu_);
+        store_.erase(kMeta, ns_ + "model");
+      }
+      erase_slot('a');
+      erase_slot('b');
+    }
+    return result;
+  }
+  std::vector<LogisticExample> examples;
+  examples.reserve(lists.size());
+  for (size_t i = 0; i < lists.size(); ++i) examples.push_back({lists[i], spam[i]});
+  const LogisticModel model =
+      train_logistic(examples, options.passes, options.seed, options.params, options.orders);
+  const uint8_t slot = old && old_slot == 'a' ? 'b' : 'a';
+  erase_slot(slot);  // leftovers of an interrupted rebuild
+  std::string value;
+  for (const auto& [hash, w] : model.weights()) {
+    if (w == 0.0f) continue;
+    value.clear();
+    put_f32(value, w);
+    store_.put(kWeights, weight_key(slot, hash), value);
+    ++result.weights;
+  }
+  ModelInfo info;
+  info.present = true;
+  info.generation = (old ? old->generation : 0) + 1;
+  info.messages = lists.size();
+  info.weights = result.weights;
+  {
+    std::lock_guard lock(mu_);
+    store_model(slot, model.bias(), info);  // the switch: readers now use the new slot
+  }
+  if (old) erase_slot(old_slot);
+  result.built = true;
+  result.generation = info.generation;
   return result;
 }
 

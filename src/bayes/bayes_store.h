@@ -1,6 +1,7 @@
 // BayesStore: the learned Bayes data on the Store (state/store.h): per token the number of
 // learned spam and ham messages that had it and the day it was last learned; the totals of
-// learned messages; and one record per learned message, by digest, with its class.
+// learned messages; one record per learned message, by digest, with its class and its
+// tokens; and the logistic model trained from those records (bayes/logistic.h).
 //
 // Contract:
 // - Namespaces: every key starts with the namespace ("" for the one global database, or e.g.
@@ -27,8 +28,27 @@
 // Layout (tables and values are little-endian binary; stable across versions):
 //   bayes_tokens  NS "/" hash(8 bytes, big-endian)  -> spam u32, ham u32, last-learned day u32
 //   bayes_learned NS "/" sha256(32 raw bytes)        -> class u8 ('s' or 'h'), day u32
+//                                                      [, n u32, n token hashes u64]
 //   bayes_meta    NS "/totals"                       -> spam u64, ham u64, tokens u64
+//   bayes_meta    NS "/model"                        -> slot u8, bias f32, generation u64,
+//                                                      messages u64, weights u64, steps u64
+//   bayes_weights NS "/" slot u8 hash(8, big-endian) -> weight f32
+// (A learned record without its tokens was written before the logistic model, or had them
+// dropped by expiry: it still counts, but the model does not train on it.)
 // (day = days since 1970-01-01 UTC by the injected Clock.)
+//
+// The logistic model (docs/bayes.md):
+// - rebuild() trains a fresh model on every learned record that kept its tokens (features:
+//   those tokens that are still in the counts table, so expiry bounds the model too), writes
+//   it into the unused weight slot and then switches the model record to it, so a reader
+//   sees either the old model or the new one, never a mix. With fewer than `min_learned`
+//   such records of either class it removes the model instead (classification then falls
+//   back to the counts: Fisher).
+// - step() is the online update between rebuilds (TELL, the HTTP API, autolearning): up to
+//   `max_steps` steps on the live weights until the message is inside the margin.
+// - model_weights() reads the live weights of a message's tokens in one batch.
+// - expire() also drops the token lists of all but the newest `max_token_lists` records
+//   (their digests and classes stay: a message is still never counted twice).
 #pragma once
 
 #include <cstdint>
@@ -41,6 +61,7 @@
 #include <vector>
 
 #include "bayes/classifier.h"
+#include "bayes/logistic.h"
 #include "core/clock.h"
 #include "mail/message.h"
 #include "state/store.h"
@@ -61,12 +82,46 @@ struct ExpiryPolicy {
   uint32_t rare_count = 1;          // tokens in at most this many learned messages ...
   uint32_t stale_days = 60;         // ... not learned again for this many days are removed
   uint64_t max_tokens = 3'000'000;  // then the least useful ones down to this bound
+  // Learned messages whose token lists are kept for the model's rebuilds (the newest; ~1.8
+  // KiB each, so about 180 MiB at the default).
+  uint64_t max_token_lists = 100'000;
 };
 
 struct ExpiryResult {
   uint64_t removed_stale = 0;
   uint64_t removed_for_size = 0;
   uint64_t remaining = 0;
+  uint64_t token_lists_dropped = 0;
+};
+
+struct RebuildOptions {
+  LogisticParams params;
+  int passes = 20;             // passes over the learned messages (docs/bayes.md)
+  uint64_t seed = 1;           // of the shuffled order: a rebuild is reproducible
+  int orders = 1;              // models averaged, each from its own order (train_logistic)
+  uint64_t min_learned = 200;  // records with tokens of each class, else no model
+};
+
+struct RebuildResult {
+  bool built = false;  // false: too few records; the model was removed
+  uint64_t spam = 0;   // records trained on
+  uint64_t ham = 0;
+  uint64_t weights = 0;     // non-zero weights written
+  uint64_t generation = 0;  // of the new model
+};
+
+struct ModelInfo {
+  bool present = false;
+  uint64_t generation = 0;
+  uint64_t messages = 0;  // trained on at the last rebuild
+  uint64_t weights = 0;
+  uint64_t steps = 0;  // online steps since
+};
+
+// The live weights of a message's tokens (0 for tokens without one) and the bias.
+struct ModelWeights {
+  std::vector<float> weights;
+  float bias = 0;
 };
 
 class BayesStore {
@@ -92,6 +147,14 @@ class BayesStore {
   void commit();
   ExpiryResult expire(const ExpiryPolicy& policy);
 
+  ModelInfo model_info();
+  // nullopt when there is no model.
+  std::optional<ModelWeights> model_weights(std::span<const uint64_t> tokens);
+  // Returns how many steps changed the model (0 without a model, or inside the margin).
+  int step(std::span<const uint64_t> tokens, MessageClass cls, const LogisticParams& params,
+           int max_steps = 10);
+  RebuildResult rebuild(const RebuildOptions& options);
+
   const std::string& ns() const { return ns_; }
 
  private:
@@ -101,8 +164,15 @@ class BayesStore {
     bool stored = false;  // present in the Store before this batch
     bool dirty = false;
   };
+  struct Learned {  // a buffered learned-message record (cls nullopt: forgotten)
+    std::optional<MessageClass> cls;
+    std::vector<uint64_t> tokens;
+  };
   Entry& entry(uint64_t hash);  // loads into the buffer; mu_ held
   void load_totals();           // mu_ held
+  std::optional<ModelInfo> load_model(uint8_t* slot, float* bias);    // mu_ held
+  void store_model(uint8_t slot, float bias, const ModelInfo& info);  // mu_ held
+  std::string weight_key(uint8_t slot, uint64_t hash) const;
   std::optional<MessageClass> stored_class(const std::string& key);           // mu_ held
   void apply(std::span<const uint64_t> tokens, MessageClass cls, int delta);  // mu_ held
   void commit_locked();
@@ -113,8 +183,9 @@ class BayesStore {
   std::string ns_;
   size_t max_buffered_;
   std::mutex mu_;
+  std::mutex rebuild_mu_;  // taken before mu_, never while holding it
   std::unordered_map<uint64_t, Entry> buffer_;
-  std::unordered_map<std::string, std::optional<MessageClass>> learned_buffer_;  // key -> class
+  std::unordered_map<std::string, Learned> learned_buffer_;  // key -> record
   bool totals_loaded_ = false;
   bool totals_dirty_ = false;
   LearnedTotals totals_;

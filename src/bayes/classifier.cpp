@@ -109,6 +109,14 @@ double scaled(double q, double from, double full, double min_score, double max_s
   return min_score + t * (max_score - min_score);
 }
 
+// Linear in x between (from, min) and (full, max); `full` is farther from 0 than `from` in
+// the direction of the anchors.
+double linear(double x, double from, double full, double min_score, double max_score) {
+  if (full == from) return max_score;
+  const double t = std::clamp((x - from) / (full - from), 0.0, 1.0);
+  return min_score + t * (max_score - min_score);
+}
+
 }  // namespace
 
 std::optional<Symbol> bayes_symbol(const Classification& result, const BayesScoring& s) {
@@ -116,6 +124,21 @@ std::optional<Symbol> bayes_symbol(const Classification& result, const BayesScor
   const double p = result.probability;
   Symbol sym;
   sym.family = Family::content;
+  if (result.model == BayesModel::logistic) {
+    const double z = result.log_odds;
+    sym.detail = fmt::format("z={:.2f} p={:.5f}", z, p);
+    if (z >= s.z_spam_from) {
+      sym.name = "BAYES_SPAM";
+      sym.score = linear(z, s.z_spam_from, s.z_spam_full, s.spam_min, s.spam_max);
+    } else if (z <= s.z_ham_below) {
+      sym.name = "BAYES_HAM";
+      sym.score = linear(z, s.z_ham_below, s.z_ham_full, s.ham_min, s.ham_max);
+    } else {
+      return std::nullopt;
+    }
+    sym.score = std::round(sym.score * 100.0) / 100.0;
+    return sym;
+  }
   sym.detail = fmt::format("p={:.5f}", p);
   if (p >= s.spam_from) {
     sym.name = "BAYES_SPAM";

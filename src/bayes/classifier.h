@@ -65,10 +65,16 @@ struct Clue {
   TokenCounts counts;
 };
 
+// Which model produced a Classification: Fisher over the counts (this file), or the logistic
+// model (bayes/logistic.h, trained by BayesStore::rebuild).
+enum class BayesModel : uint8_t { fisher, logistic };
+
 struct Classification {
-  bool active = false;       // enough learned of both classes
-  double probability = 0.5;  // I, in [0, 1]
-  size_t clues_used = 0;     // tokens combined
+  bool active = false;  // enough learned of both classes
+  BayesModel model = BayesModel::fisher;
+  double probability = 0.5;  // Fisher: I; logistic: 1 / (1 + e^-z); in [0, 1]
+  double log_odds = 0;       // logistic: z = w.x + b
+  size_t clues_used = 0;     // tokens combined (logistic: tokens with a weight)
   std::vector<Clue> top;     // the strongest clues, strongest first (at most 10)
 };
 
@@ -89,6 +95,9 @@ double chi2_upper_tail(double chi2, int dof);
 // (6.0) at p >= 0.9979, where 2 of 2,904 ham were in the 5-fold cross-validation on the train
 // split and 1 of 1,245 on the test split; the greylist threshold (3.0) at p >= 0.978; its
 // full 7.0 at p >= 0.999.
+//
+// For the logistic model the anchors are log-odds z (linear in z between them), chosen the
+// same way on the same cross-validation (docs/bayes.md, "The logistic model").
 struct BayesScoring {
   double spam_from = 0.9;    // probability from which BAYES_SPAM is given
   double spam_min = 1.0;     // its score there
@@ -98,11 +107,17 @@ struct BayesScoring {
   double ham_min = -0.5;     // its score there
   double ham_full = 0.001;   // probability up to which it has its full score
   double ham_max = -3.0;     // full (negative) score
+  // The logistic model's anchors (log-odds).
+  double z_spam_from = 0.0;
+  double z_spam_full = 1.7;
+  double z_ham_below = -2.0;
+  double z_ham_full = -5.0;
 };
 
 // BAYES_SPAM / BAYES_HAM for an active result, or nothing (inactive, or in the uncertain
-// middle). The score grows linearly in -log10(1 - p) (spam) or -log10(p) (ham) between the
-// `*_min` and `*_max` anchors; the detail gives the probability, e.g. "p=0.99912".
+// middle). Fisher: the score grows linearly in -log10(1 - p) (spam) or -log10(p) (ham) between
+// the `*_min` and `*_max` anchors; the detail gives the probability, e.g. "p=0.99912".
+// Logistic: linearly in z between the z_* anchors; the detail gives both, "z=2.31 p=0.91".
 std::optional<Symbol> bayes_symbol(const Classification& result, const BayesScoring& scoring = {});
 
 }  // namespace spamward

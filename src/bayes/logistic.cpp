@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <string>
 
 namespace spamward {
@@ -25,6 +26,23 @@ uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
 
 }  // namespace
 
+double logistic_score(std::span<const float> weights, float bias, const LogisticParams& p) {
+  double s = 0;
+  for (float w : weights) s += w;
+  return bias + s * value(weights.size(), p);
+}
+
+bool logistic_step(std::span<float> weights, float& bias, bool spam, const LogisticParams& p) {
+  const double y = spam ? 1.0 : 0.0;
+  const double err = y - sigmoid(logistic_score(weights, bias, p));
+  if (std::fabs(err) <= p.thick) return false;
+  const float step = static_cast<float>(p.rate * err * value(weights.size(), p));
+  const float bound = static_cast<float>(p.max_weight);
+  for (float& w : weights) w = std::clamp(w + step, -bound, bound);
+  bias = std::clamp(bias + static_cast<float>(p.rate * err), -bound, bound);
+  return true;
+}
+
 double LogisticModel::score(std::span<const uint64_t> features, const LogisticParams& p) const {
   double s = 0;
   for (uint64_t f : features) {
@@ -40,19 +58,43 @@ double LogisticModel::probability(std::span<const uint64_t> features,
 }
 
 bool LogisticModel::train(std::span<const uint64_t> features, bool spam, const LogisticParams& p) {
-  const double y = spam ? 1.0 : 0.0;
-  const double err = y - probability(features, p);
-  if (std::fabs(err) <= p.thick) return false;
-  const double v = value(features.size(), p);
-  const float step = static_cast<float>(p.rate * err * v);
-  const float bound = static_cast<float>(p.max_weight);
-  for (uint64_t f : features) {
-    float& w = weights_[f];
-    w = std::clamp(w + step, -bound, bound);
+  std::vector<float> w(features.size());
+  for (size_t i = 0; i < features.size(); ++i) {
+    auto it = weights_.find(features[i]);
+    if (it != weights_.end()) w[i] = it->second;
   }
-  bias_ = std::clamp(bias_ + static_cast<float>(p.rate * err), -bound, bound);
+  if (!logistic_step(w, bias_, spam, p)) return false;
+  for (size_t i = 0; i < features.size(); ++i) weights_[features[i]] = w[i];
   ++updates_;
   return true;
+}
+
+void LogisticModel::blend(const LogisticModel& other, float share) {
+  for (auto& [f, w] : weights_) w *= 1.0f - share;
+  for (const auto& [f, w] : other.weights_) weights_[f] += w * share;
+  bias_ = bias_ * (1.0f - share) + other.bias_ * share;
+  updates_ += other.updates_;
+}
+
+LogisticModel train_logistic(std::span<const LogisticExample> examples, int passes, uint64_t seed,
+                             const LogisticParams& p, int orders) {
+  if (orders > 1) {
+    LogisticModel mean = train_logistic(examples, passes, seed, p);
+    for (int i = 1; i < orders; ++i) {
+      mean.blend(train_logistic(examples, passes, seed + static_cast<uint64_t>(i), p),
+                 1.0f / static_cast<float>(i + 1));
+    }
+    return mean;
+  }
+  LogisticModel model;
+  std::vector<size_t> order(examples.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::mt19937_64 rng(seed);
+  for (int pass = 0; pass < passes; ++pass) {
+    std::shuffle(order.begin(), order.end(), rng);
+    for (size_t i : order) model.train(examples[i].features, examples[i].spam, p);
+  }
+  return model;
 }
 
 std::vector<uint64_t> char_ngrams(std::string_view raw, size_t n, size_t max_bytes) {

@@ -1,6 +1,6 @@
-// Online logistic regression over hashed binary features: an EXPERIMENT beside the Fisher
-// classifier (docs/bayes.md, "Discriminative model experiment"). Nothing in the daemon uses
-// it yet; bench/accuracy --model lr measures it.
+// Logistic regression over hashed binary features: the Bayes classifier's default model
+// (docs/bayes.md, "The logistic model"). BayesStore keeps the weights on the Store and
+// trains them with the functions below; bench/accuracy measures them.
 //
 // Contract:
 // - A message is a set of 64-bit feature hashes (the tokenizer's TokenList::hashes, plus
@@ -34,6 +34,15 @@ struct LogisticParams {
   double max_weight = 20;  // |w| bound
 };
 
+// The log-odds of one message from the weights of its n distinct features (0 for unknown
+// ones): b + sum(w) * value(n).
+double logistic_score(std::span<const float> weights, float bias, const LogisticParams& p);
+
+// One online step on explicit weights (the store's path): `weights[i]` is the weight of the
+// message's i-th distinct feature. Updates them and `bias` in place when the message is
+// outside the margin; returns whether it did.
+bool logistic_step(std::span<float> weights, float& bias, bool spam, const LogisticParams& p);
+
 class LogisticModel {
  public:
   double score(std::span<const uint64_t> features, const LogisticParams& p) const;
@@ -41,12 +50,31 @@ class LogisticModel {
   bool train(std::span<const uint64_t> features, bool spam, const LogisticParams& p);
   size_t size() const { return weights_.size(); }
   size_t updates() const { return updates_; }
+  float bias() const { return bias_; }
+  // this = this * (1 - share) + other * share, weight by weight (for averaging models).
+  void blend(const LogisticModel& other, float share);
+  const std::unordered_map<uint64_t, float>& weights() const { return weights_; }
 
  private:
   std::unordered_map<uint64_t, float> weights_;
   float bias_ = 0;
   size_t updates_ = 0;
 };
+
+// One training example for train_logistic(): a message's distinct features and its class.
+struct LogisticExample {
+  std::span<const uint64_t> features;
+  bool spam = false;
+};
+
+// Trains a fresh model with `passes` passes over `examples`, each pass in an order shuffled by
+// a generator seeded with `seed` (reproducible), one step per example per pass. With
+// `orders` > 1 it trains that many models, with seeds seed, seed+1, ..., and returns their
+// average: online training depends on the order, and since the score is linear in the
+// weights, the averaged model scores the mean of the models' log-odds (an ensemble at the
+// cost of one model).
+LogisticModel train_logistic(std::span<const LogisticExample> examples, int passes, uint64_t seed,
+                             const LogisticParams& p, int orders = 1);
 
 // Binary character n-grams of the first `max_bytes` bytes of `raw` (lower-cased ASCII,
 // runs of white space as one space), as distinct hashes disjoint from token hashes in

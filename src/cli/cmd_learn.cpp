@@ -65,7 +65,9 @@ int cmd_learn(const LearnOptions& options) {
   SystemClock clock;
   std::unique_ptr<Store> store = open_store_reporting(*config, clock, "learn");
   if (!store) return 1;
-  Bayes bayes(*store, clock, bayes_options(config->bayes));
+  BayesOptions bayes_opts = bayes_options(config->bayes);
+  bayes_opts.online_steps = false;  // the model is rebuilt once at the end
+  Bayes bayes(*store, clock, bayes_opts);
   const std::string ns = to_lower(options.domain);
   const MessageClass cls = options.spam ? MessageClass::spam : MessageClass::ham;
   const char* cls_name = options.spam ? "spam" : "ham";
@@ -115,9 +117,14 @@ int cmd_learn(const LearnOptions& options) {
   };
   for_each_message(options.paths, source, on_message, on_error);
   ExpiryResult expired;
+  RebuildResult rebuilt;
   try {
     bayes.commit();
     expired = bayes.expire(ns);  // rare, stale tokens; the size bound
+    // The logistic model learns from all the learned messages again (docs/bayes.md).
+    if (learned + moved + forgotten > 0 || !bayes.model_info(ns).present) {
+      rebuilt = bayes.rebuild(ns);
+    }
     store->flush();
   } catch (const StoreError& e) {
     progress.finish();
@@ -150,6 +157,19 @@ int cmd_learn(const LearnOptions& options) {
                              config->bayes.min_learned);
   }
   std::cout << "\n";
+  if (bayes_opts.model == BayesModel::logistic) {
+    const ModelInfo model = bayes.model_info(ns);
+    if (model.present) {
+      std::cout << fmt::format("model: logistic, trained on {} messages, {} weights{}\n",
+                               model.messages, model.weights,
+                               rebuilt.built ? " (rebuilt now)" : "");
+    } else {
+      std::cout << fmt::format(
+          "model: none yet, Fisher classifies until {} spam and {} ham are learned with their "
+          "tokens\n",
+          config->bayes.min_learned, config->bayes.min_learned);
+    }
+  }
   return failed ? 1 : 0;
 }
 

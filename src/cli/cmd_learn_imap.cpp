@@ -23,7 +23,9 @@ int cmd_learn_imap(const std::string& config_path) {
   SystemClock clock;
   std::unique_ptr<Store> store = open_store_reporting(*config, clock, "learn-imap");
   if (!store) return 1;
-  Bayes bayes(*store, clock, bayes_options(config->bayes));
+  BayesOptions bayes_opts = bayes_options(config->bayes);
+  bayes_opts.online_steps = false;  // the model is rebuilt once at the end
+  Bayes bayes(*store, clock, bayes_opts);
   StoreImapProgress progress(*store);
   ImapOptions options;
   options.max_message_bytes = static_cast<size_t>(config->limits.max_message_bytes);
@@ -69,9 +71,11 @@ int cmd_learn_imap(const std::string& config_path) {
   }
   try {
     bayes.expire();  // rare, stale tokens; the size bound
+    if (total > 0 || !bayes.model_info().present) bayes.rebuild();  // docs/bayes.md
     store->flush();
   } catch (const StoreError& e) {
-    std::cerr << "spamward: learn-imap: expiring old tokens failed: " << e.what() << "\n";
+    std::cerr << "spamward: learn-imap: expiring old tokens or rebuilding the model failed: "
+              << e.what() << "\n";
     failed = true;
   }
   std::cout << "total: " << total << " new\n";

@@ -156,18 +156,24 @@ int cmd_serve(const std::string& config_path) {
     }
   } table_gauges;
   // The same thread expires rare, stale Bayes tokens once a day (autolearning grows the
-  // databases; `spamward learn` expires what it taught).
+  // databases; `spamward learn` expires what it taught) and rebuilds the logistic models:
+  // within the hour after this daemon learned (TELL, the HTTP API, autolearning), and daily.
   table_gauges.thread = std::thread([&] {
     std::unique_lock lock(table_gauges.mu);
     auto next_expiry = std::chrono::steady_clock::now() + std::chrono::hours(1);
+    auto next_rebuild = std::chrono::steady_clock::now() + std::chrono::hours(1);
     while (!table_gauges.stop) {
       lock.unlock();
-      if (std::chrono::steady_clock::now() >= next_expiry) {
-        next_expiry += std::chrono::hours(24);
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_expiry || now >= next_rebuild) {
+        const bool daily = now >= next_expiry;
+        if (daily) next_expiry += std::chrono::hours(24);
+        next_rebuild = now + std::chrono::hours(1);
         try {
-          bayes.expire_open();
+          if (daily) bayes.expire_open();
+          bayes.rebuild_changed(daily);
         } catch (const StoreError& e) {
-          spdlog::warn("bayes: expiring old tokens failed: {}", e.what());
+          spdlog::warn("bayes: expiring old tokens or rebuilding the model failed: {}", e.what());
         }
       }
       for (std::string_view table :

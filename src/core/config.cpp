@@ -1057,7 +1057,10 @@ Config Loader::load(const toml::table& root) {
               {{"min_learned",
                 [&](auto& x, auto& xk) { c.bayes.min_learned = integer(x, xk, 1, 1'000'000'000); }},
                {"autolearn", [&](auto& x, auto& xk) { c.bayes.autolearn = boolean(x, xk); }},
-               {"per_domain", [&](auto& x, auto& xk) { c.bayes.per_domain = boolean(x, xk); }}});
+               {"per_domain", [&](auto& x, auto& xk) { c.bayes.per_domain = boolean(x, xk); }},
+               {"model", [&](auto& x, auto& xk) {
+                  c.bayes.model = choice(x, xk, {"logistic", "fisher"});
+                }}});
         }},
        {"imap", [&](auto& v, auto& k) { imap(v, k, c.imap); }},
        {"batv", [&](auto& v, auto& k) { batv(v, k, c.batv); }},

@@ -133,7 +133,8 @@ struct TrapConfig {
 struct BayesConfig {
   int64_t min_learned = 200;
   bool autolearn = true;
-  bool per_domain = false;  // one database per recipient domain (the global one until ready)
+  bool per_domain = false;         // one database per recipient domain (the global one until ready)
+  std::string model = "logistic";  // "logistic" | "fisher" (docs/bayes.md)
 };
 
 struct ImapConfig {

@@ -93,13 +93,18 @@ class BayesLearning(h.IntegrationCase):
         self.assertIn("min_learned", out)
         self.assertTrue(all(self.bayes_symbol(r) is None
                             for r in self.check_json(sw, self.test_spam[:5])))
+        self.assertIn("model: none yet", out)  # Fisher would answer, once active
         out = self.learn(sw, "--ham", self.train_ham)
         self.assertIn("200 learned", out)
         self.assertIn("global database: 200 spam, 200 ham learned", out)
+        # The logistic model is rebuilt from the 400 learned messages' tokens.
+        self.assertIn("model: logistic, trained on 400 messages", out)
+        self.assertIn("(rebuilt now)", out)
         # Relearning the same messages counts nothing twice.
         out = self.learn(sw, "--ham", self.train_ham)
         self.assertIn("0 learned, 0 moved from spam, 200 already learned", out)
         self.assertIn("200 spam, 200 ham learned", out)
+        self.assertNotIn("rebuilt now", out)  # nothing changed: no rebuild
         # Now the classifier speaks: most test spam gets BAYES_SPAM, ham never does.
         spam_hits = sum(1 for r in self.check_json(sw, self.test_spam)
                         if (self.bayes_symbol(r) or {}).get("name") == "BAYES_SPAM")
@@ -116,12 +121,36 @@ class BayesLearning(h.IntegrationCase):
             s = self.bayes_symbol(r)
             if s:
                 self.assertLess(s["score"], 6.0, r)
+                self.assertIn("z=", s["detail"])  # the logistic model answered
+        # The daemon's online step: a test ham the admin teaches as spam (spamc -L spam) moves
+        # toward spam at once, long before the next rebuild.
+        def z_of(result):
+            s = self.bayes_symbol(result)
+            if not s:
+                return None
+            return float(s["detail"].split()[0][2:])
+        hammy = [(m, r) for m, r in zip(self.test_ham, ham_results)
+                 if (self.bayes_symbol(r) or {}).get("name") == "BAYES_HAM"][0]
+        before = z_of(hammy[1])
+        sw.start()
+        r = subprocess.run([SPAMC, "-d", "127.0.0.1", "-p", str(self.spamd_port), "-L", "spam"],
+                           input=hammy[0][1], capture_output=True, timeout=30)
+        self.assertIn(b"Message successfully un/learned", r.stdout)
+        after = {}
+        def moved():
+            after["r"] = self.check_json(sw, [hammy[0]])[0]
+            z = z_of(after["r"])
+            return z is None or z > before + 1.0
+        self.assertTrue(h.wait_until(moved, 10), f"z stayed at {before}: {after}")
+        sw.stop()
         # Moving: two spam relearned as ham move, and the totals follow.
         move_dir = corpus.write_dir(os.path.join(self.tmp, "move"),
                                     corpus.split_messages("spam", "train", 2))
         out = self.learn(sw, "--ham", move_dir)
         self.assertIn("0 learned, 2 moved from spam", out)
-        self.assertIn("198 spam, 202 ham learned", out)
+        self.assertIn("199 spam, 202 ham learned", out)  # 200 + the TELL one - 2
+        # Under min_learned spam again: the model is gone, as the classifier is inactive.
+        self.assertIn("model: none yet", out)
         out = self.learn(sw, "--forget", move_dir)
         self.assertIn("2 forgotten", out)
 

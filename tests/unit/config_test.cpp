@@ -1,7 +1,6 @@
 // The config loader (DESIGN §3.3): defaults, the shipped file, and one test per class of
 // error, each asserting the file, line and key the admin is pointed to.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "bayes/bayes.h"
 #include "cli/commands.h"
 #include "core/config.h"
 
@@ -442,6 +442,7 @@ TEST(ConfigImap, LoadsEveryKey) {
 [bayes]
 min_learned = 50
 autolearn = false
+model = "fisher"
 [[imap]]
 url = "imaps://mail.example.org:993/"
 user = "alice@example.org"
@@ -458,6 +459,8 @@ ham_folders = ["INBOX"]
                           "imap.toml");
   EXPECT_EQ(c.bayes.min_learned, 50);
   EXPECT_FALSE(c.bayes.autolearn);
+  EXPECT_EQ(c.bayes.model, "fisher");
+  EXPECT_EQ(bayes_options(c.bayes).model, BayesModel::fisher);
   ASSERT_EQ(c.imap.size(), 2u);
   EXPECT_EQ(c.imap[0].url, "imaps://mail.example.org:993/");
   EXPECT_EQ(c.imap[0].user, "alice@example.org");
@@ -471,6 +474,8 @@ ham_folders = ["INBOX"]
   Config d = parse_config("", "empty.toml");
   EXPECT_EQ(d.bayes.min_learned, 200);
   EXPECT_TRUE(d.bayes.autolearn);
+  EXPECT_EQ(d.bayes.model, "logistic");
+  EXPECT_EQ(bayes_options(d.bayes).model, BayesModel::logistic);
   EXPECT_TRUE(d.imap.empty());
 }
 
@@ -512,6 +517,7 @@ TEST(ConfigImap, Errors) {
   EXPECT_CONFIG_ERROR("[bayes]\nmin_learned = 0\n", 2, "bayes.min_learned");
   EXPECT_CONFIG_ERROR("[bayes]\nautolearn = \"yes\"\n", 2, "bayes.autolearn");
   EXPECT_CONFIG_ERROR("[bayes]\nmin_lerned = 5\n", 2, "bayes.min_lerned");
+  EXPECT_CONFIG_ERROR("[bayes]\nmodel = \"svm\"\n", 2, "bayes.model");
 
   auto err = error_of(box + "spam_folders = [\"Junk\\nX\"]\n");
   ASSERT_TRUE(err);
