@@ -134,6 +134,28 @@ Report summarize(const std::vector<Scored>& results) {
   return r;
 }
 
+// Writes the --dump file (if asked) and prints the pooled cross-validation report.
+Report report_cv(const std::vector<Scored>& results, const std::vector<std::string>& paths, int k,
+                 const std::string& dump, const char* score_name) {
+  if (!dump.empty()) {
+    std::ofstream out(dump);
+    for (size_t i = 0; i < results.size(); ++i) {
+      out << (results[i].spam ? "spam" : "ham") << '\t' << results[i].p << '\t' << results[i].score
+          << '\t' << paths[i] << '\n';
+    }
+  }
+  Report r = summarize(results);
+  std::printf("cross-validation, %d folds of the train split (%zu ham + %zu spam, pooled):\n", k,
+              r.n_ham, r.n_spam);
+  std::printf("  at tag: false positives %zu of %zu ham (%.3f%%), spam recall %.2f%%\n", r.fp_tag,
+              r.n_ham, 100.0 * r.fp_tag / r.n_ham, 100.0 * r.spam_tag / r.n_spam);
+  std::printf("  recall at FP <= 0.1%% (<= %zu ham): %.2f%% (%s > %.6g)\n", r.n_ham / 1000, r.r01,
+              score_name, r.t01);
+  std::printf("  recall at FP <= 0.5%% (<= %zu ham): %.2f%% (%s > %.6g)\n", r.n_ham * 5 / 1000,
+              r.r05, score_name, r.t05);
+  return r;
+}
+
 // K-fold cross-validation on the train rows only.
 void cross_validate(const std::vector<Row>& rows, const std::string& corpus, int k,
                     const TokenizerOptions& topt, const ClassifierParams& cparams,
@@ -184,22 +206,7 @@ void cross_validate(const std::vector<Row>& rows, const std::string& corpus, int
       paths.push_back(it.path);
     }
   }
-  if (!dump.empty()) {  // --cv-only --dump: the cross-validation's scores
-    std::ofstream out(dump);
-    for (size_t i = 0; i < results.size(); ++i) {
-      out << (results[i].spam ? "spam" : "ham") << '\t' << results[i].p << '\t' << results[i].score
-          << '\t' << paths[i] << '\n';
-    }
-  }
-  Report r = summarize(results);
-  std::printf("cross-validation, %d folds of the train split (%zu ham + %zu spam, pooled):\n", k,
-              r.n_ham, r.n_spam);
-  std::printf("  at tag: false positives %zu of %zu ham (%.3f%%), spam recall %.2f%%\n", r.fp_tag,
-              r.n_ham, 100.0 * r.fp_tag / r.n_ham, 100.0 * r.spam_tag / r.n_spam);
-  std::printf("  recall at FP <= 0.1%% (<= %zu ham): %.2f%% (p > %.6g)\n", r.n_ham / 1000, r.r01,
-              r.t01);
-  std::printf("  recall at FP <= 0.5%% (<= %zu ham): %.2f%% (p > %.6g)\n", r.n_ham * 5 / 1000,
-              r.r05, r.t05);
+  report_cv(results, paths, k, dump, "p");
   std::fflush(stdout);
 }
 
@@ -241,22 +248,7 @@ void cross_validate_service(const std::vector<Row>& rows, const std::string& cor
       paths.push_back(it.path);
     }
   }
-  if (!dump.empty()) {
-    std::ofstream out(dump);
-    for (size_t i = 0; i < results.size(); ++i) {
-      out << (results[i].spam ? "spam" : "ham") << '\t' << results[i].p << '\t' << results[i].score
-          << '\t' << paths[i] << '\n';
-    }
-  }
-  Report r = summarize(results);
-  std::printf("cross-validation, %d folds of the train split (%zu ham + %zu spam, pooled):\n", k,
-              r.n_ham, r.n_spam);
-  std::printf("  at tag: false positives %zu of %zu ham (%.3f%%), spam recall %.2f%%\n", r.fp_tag,
-              r.n_ham, 100.0 * r.fp_tag / r.n_ham, 100.0 * r.spam_tag / r.n_spam);
-  std::printf("  recall at FP <= 0.1%% (<= %zu ham): %.2f%% (score > %.6g)\n", r.n_ham / 1000,
-              r.r01, r.t01);
-  std::printf("  recall at FP <= 0.5%% (<= %zu ham): %.2f%% (score > %.6g)\n", r.n_ham * 5 / 1000,
-              r.r05, r.t05);
+  report_cv(results, paths, k, dump, "score");
   // The score the symbol mapping is anchored on (docs/bayes.md): ham and spam quantiles.
   std::vector<double> ham, spam;
   for (const auto& x : results) (x.spam ? spam : ham).push_back(x.p);
