@@ -1,6 +1,7 @@
 #include "checks/registry.h"
 
 #include "checks/admin_lists_check.h"
+#include "checks/backscatter_check.h"
 #include "checks/dkim_check.h"
 #include "checks/dmarc_check.h"
 #include "checks/dnsbl_check.h"
@@ -9,8 +10,10 @@
 #include "checks/header_check.h"
 #include "checks/helo_check.h"
 #include "checks/rdns_check.h"
+#include "checks/recipients_check.h"
 #include "checks/reputation_check.h"
 #include "checks/spf_check.h"
+#include "checks/trap_check.h"
 #include "state/admin_lists.h"
 
 namespace spamward {
@@ -23,6 +26,13 @@ std::vector<std::unique_ptr<Check>> make_checks(const Config& config, const Env&
     auto lists = std::make_shared<AdminLists>(*env.store, *env.clock);
     for (auto& c : make_admin_list_checks(lists)) checks.push_back(std::move(c));
   }
+  // Clients that connect to an address no MX points to (issue 7): an offence at once.
+  if (auto trap = make_trap_check(config, env)) checks.push_back(std::move(trap));
+  // Unknown recipients and address guessing, when [recipients] valid names a list.
+  if (auto recipients = make_recipients_check(config, env, load_recipient_list(config)))
+    checks.push_back(std::move(recipients));
+  // Bounces to our addresses without a valid BATV tag, when [batv] keys are set (issue 7).
+  if (auto bs = make_backscatter_check(config, env)) checks.push_back(std::move(bs));
   // Checks that need DNS exist only when there is a resolver.
   if (auto spf = make_spf_check(env)) checks.push_back(std::move(spf));
   if (auto dkim = make_dkim_check(env)) checks.push_back(std::move(dkim));

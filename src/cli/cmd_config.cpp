@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "checks/recipients_check.h"
 #include "cli/commands.h"
 #include "core/config.h"
 #include "engine/greylist_gate.h"
@@ -26,6 +27,7 @@ int cmd_config_check(const std::string& config_path) {
   try {
     Config config = load_config(config_path);
     load_greylist_compat(config);  // the compatibility list is part of the configuration
+    load_recipient_list(config);   // and so is the list of valid recipients
   } catch (const ConfigError& e) {
     std::cerr << "spamward: config error: " << e.what() << "\n";
     return 2;

@@ -31,6 +31,8 @@
 #include "server/policy_server.h"
 #include "server/spamd_server.h"
 #include "state/reputation.h"
+#include "server/trap_server.h"
+#include "checks/recipients_check.h"
 #include "state/store.h"
 
 namespace spamward::cli {
@@ -134,6 +136,15 @@ int cmd_serve(const std::string& config_path) {
     return 2;
   }
   EngineSource engine_source = [&engine] { return engine; };
+  // [recipients] follow_log: the MTA's own unknown-recipient refusals count toward address
+  // guessing (read at start; a change needs a restart).
+  std::unique_ptr<MtaLogFollower> mta_log;
+  try {
+    mta_log = follow_mta_log(*config, env, load_recipient_list(*config));
+  } catch (const ConfigError& e) {
+    std::cerr << "spamward: config error: " << e.what() << "\n";
+    return 2;
+  }
 
   // Table sizes for the dashboard and alerts (DESIGN §3.7), refreshed every 10 s on a thread
   // of their own: counting scans a table (~0.2 s at a million entries), which must never
@@ -194,7 +205,18 @@ int cmd_serve(const std::string& config_path) {
   std::unique_ptr<MilterServer> milter;
   std::unique_ptr<SpamdServer> spamd;
   std::unique_ptr<HttpServer> http;
+  std::unique_ptr<TrapServer> trap;
   try {
+    if (!config->trap.listen.empty()) {
+      TrapOptions options;
+      options.trusted = config->network.trusted;
+      options.record_offences = !config->actions.dry_run;
+      if (!config->network.our_names.empty()) options.hostname = config->network.our_names[0];
+      trap = std::make_unique<TrapServer>(io.get_executor(), &reputation, options, metrics);
+      for (const auto& spec : config->trap.listen) trap->listen(must_parse(spec));
+      trap->start();
+      spdlog::info("trap responder listening on {}", join(config->trap.listen, ", "));
+    }
     if (!config->listen.policy.empty()) {
       PolicyLimits limits;
       limits.max_connections = config->limits.max_connections;
@@ -305,6 +327,7 @@ int cmd_serve(const std::string& config_path) {
     if (milter) milter->stop();
     if (spamd) spamd->stop();
     if (http) http->stop();
+    if (trap) trap->stop();
     // Requests in progress get up to 5 s to finish; the loop stops as soon as the policy,
     // milter and spamd connections are gone (HTTP requests are short and need no drain).
     give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);

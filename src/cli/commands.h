@@ -41,6 +41,21 @@ int cmd_learn_imap(const std::string& config_path);
 int cmd_ip(const std::string& config_path, const std::string& address);
 // `dnsbl health`: exit 0 every list healthy (or none configured), 1 one is not, 2 bad config.
 int cmd_dnsbl_health(const std::string& config_path);
+// `probe backscatter HOST[:PORT]` (cli/smtp_probe.h): exit 0 the server refuses unknown
+// recipients in the SMTP dialogue, 1 it accepts them (a backscatter source), 2 could not tell
+// or bad usage. Empty strings take the probe's defaults.
+struct ProbeBackscatterOptions {
+  std::string target;  // HOST[:PORT], [IPv6]:PORT
+  std::string domain, rcpt, helo, from;
+  double timeout_seconds = 30;
+  bool verbose = false;  // print the SMTP transcript
+};
+int cmd_probe_backscatter(const ProbeBackscatterOptions& options);
+
+// `batv sign ADDRESS`: prints the BATV-tagged address (auth/batv.h); exit 0, or 2 when
+// [batv] has no keys, the ADDRESS is not local@domain, or the config is bad.
+int cmd_batv_sign(const std::string& config_path, const std::string& address);
+
 // list: "allow" | "deny"; action: "add" | "del" | "list"
 int cmd_list(const std::string& config_path, const std::string& list, const std::string& action,
              const std::string& entry, const std::string& comment);

@@ -80,6 +80,31 @@ int main(int argc, char** argv) {
     sub->callback([&list_name, name] { list_name = name; });
   }
 
+  std::string batv_address;
+  auto* batv = app.add_subcommand("batv", "BATV (prvs) tools");
+  batv->require_subcommand(1);
+  auto* batv_sign = batv->add_subcommand("sign", "print the BATV-tagged form of an address");
+  add_config(batv_sign);
+  batv_sign->add_option("address", batv_address, "local@domain")->required();
+
+  ProbeBackscatterOptions probe_options;
+  auto* probe = app.add_subcommand("probe", "check other mail servers");
+  probe->require_subcommand(1);
+  auto* probe_backscatter = probe->add_subcommand(
+      "backscatter", "does an SMTP server accept mail for unknown users? (QUITs before DATA)");
+  probe_backscatter->add_option("target", probe_options.target, "HOST[:PORT] (port 25)")
+      ->required();
+  probe_backscatter->add_option("--domain", probe_options.domain,
+                                "domain to test (default: the name in the 220 greeting)");
+  probe_backscatter->add_option("--rcpt", probe_options.rcpt,
+                                "nonexistent recipient (default spamward-probe-<hex>@DOMAIN)");
+  probe_backscatter->add_option("--helo", probe_options.helo, "EHLO name (default: our FQDN)");
+  probe_backscatter->add_option("--from", probe_options.from,
+                                "envelope sender (default postmaster@HELO)");
+  probe_backscatter->add_option("--timeout", probe_options.timeout_seconds,
+                                "seconds for the connect and each reply (default 30)");
+  probe_backscatter->add_flag("-v,--verbose", probe_options.verbose, "print the SMTP dialogue");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -111,6 +136,8 @@ int main(int argc, char** argv) {
   if (learn_imap->parsed()) return cmd_learn_imap(resolve_config_path(config_path));
   if (ip->parsed()) return cmd_ip(resolve_config_path(config_path), ip_address);
   if (dnsbl_health->parsed()) return cmd_dnsbl_health(resolve_config_path(config_path));
+  if (batv_sign->parsed()) return cmd_batv_sign(resolve_config_path(config_path), batv_address);
+  if (probe_backscatter->parsed()) return cmd_probe_backscatter(probe_options);
   if (!list_name.empty()) {
     if (list_action != "list" && list_entry.empty()) {
       std::cerr << "spamward: " << list_name << " " << list_action << " needs an ENTRY\n";

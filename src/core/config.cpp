@@ -719,6 +719,7 @@ void Loader::recipients(const toml::node& n, const std::string& path, Recipients
        {{"valid",
          [&](auto& v, auto& k) {
            out.valid = string(v, k);
+           out.valid_line = line_of(v);
            if (!out.valid.empty() && (out.valid.rfind("file:", 0) != 0 || out.valid.size() == 5)) {
              fail(v, k, in_quotes(out.valid) + " must be \"file:/path/to/list\" (or empty: off)");
            }

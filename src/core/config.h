@@ -118,7 +118,8 @@ struct ReputationConfig {
 };
 
 struct RecipientsConfig {
-  std::string valid;
+  std::string valid;       // "file:/path" (state/recipient_list.h); empty: off
+  int64_t valid_line = 0;  // config line of `valid`, for errors found when the list is read
   std::string follow_log;
   int64_t guess_threshold = 3;
   Duration guess_window = std::chrono::minutes(10);

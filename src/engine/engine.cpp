@@ -237,6 +237,7 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
     if (working->dkim_valid_domains.empty()) working->dkim_valid_domains = state.dkim_valid_domains;
     working->spf_decided = working->spf_decided || state.spf_decided;
     working->dkim_decided = working->dkim_decided || state.dkim_decided;
+    working->read_only = working->read_only || env_.read_only || state.read_only;
 
     // Due checks run in groups by their stage, in stage order, so a check sees the facts of
     // earlier stages even when one request covers several (a policy request at RCPT); each

@@ -67,6 +67,11 @@ struct Transaction {
   };
   Report report = Report::always;
 
+  // Set by the Engine on the copy checks see: this evaluation must change no state (Env's
+  // read_only, or EvaluationState::read_only for the HTTP check API). Checks that remember
+  // things (address guessing, trap hits) then only report.
+  bool read_only = false;
+
   bool authenticated() const { return !sasl_username.empty(); }
 };
 

@@ -171,7 +171,7 @@ std::optional<MilterHeader> decode_header(std::string_view data) {
 // ---------------------------------------------------------------------------------------------
 // Negotiation
 
-std::optional<MilterNegotiated> negotiate(const MilterOptneg& offer) {
+std::optional<MilterNegotiated> negotiate(const MilterOptneg& offer, bool want_change_from) {
   if (offer.version < milter::kMinVersion) return std::nullopt;
   MilterNegotiated n;
   n.version = std::min(offer.version, milter::kVersion);
@@ -180,6 +180,9 @@ std::optional<MilterNegotiated> negotiate(const MilterOptneg& offer) {
   n.macro_lists = n.version >= 6 && (offer.actions & milter::kActSetSymList) != 0;
   n.actions = (offer.actions & (milter::kActAddHeaders | milter::kActChangeHeaders)) |
               (n.macro_lists ? milter::kActSetSymList : 0);
+  n.change_from =
+      want_change_from && n.version >= 6 && (offer.actions & milter::kActChangeFrom) != 0;
+  if (n.change_from) n.actions |= milter::kActChangeFrom;
   if (n.version >= 6) {
     n.skip = (offer.protocol & milter::kProtoSkip) != 0;
     n.leading_space = (offer.protocol & milter::kProtoHeaderLeadSpace) != 0;
@@ -517,6 +520,20 @@ void append_change_header(std::string& out, uint32_t index, std::string_view nam
   if (!value.empty()) data += header_value(value, leading_space);
   data += '\0';
   append_frame(out, milter::kReplyChangeHeader, data);
+}
+
+bool append_change_from(std::string& out, std::string_view address) {
+  if (address.find_first_of(std::string_view("\0\r\n", 3)) != std::string_view::npos) {
+    return false;
+  }
+  std::string data;
+  data.reserve(address.size() + 3);
+  data += '<';
+  data.append(address);
+  data += '>';
+  data += '\0';
+  append_frame(out, milter::kReplyChangeFrom, data);
+  return true;
 }
 
 bool append_refusal(const Verdict& v, Stage stage, std::string& out) {

@@ -61,11 +61,13 @@ inline constexpr char kReplySkip = 's';
 inline constexpr char kReplyCode = 'y';
 inline constexpr char kReplyAddHeader = 'h';
 inline constexpr char kReplyChangeHeader = 'm';
+inline constexpr char kReplyChangeFrom = 'e';  // SMFIR_CHGFROM: new envelope sender
 inline constexpr char kReplyOptneg = 'O';
 
 // Actions the filter may take (SMFIF_*), offered by the MTA, requested by the filter.
 inline constexpr uint32_t kActAddHeaders = 0x01;
 inline constexpr uint32_t kActChangeHeaders = 0x10;
+inline constexpr uint32_t kActChangeFrom = 0x40;  // SMFIF_CHGFROM (version 6)
 inline constexpr uint32_t kActSetSymList = 0x100;
 
 // Protocol steps (SMFIP_*). The NO* bits are events the filter asks the MTA to leave out
@@ -198,6 +200,7 @@ struct MilterNegotiated {
   bool leading_space = false;  // header values carry (and must carry) their leading space
   bool add_headers = false;    // SMFIR_ADDHEADER allowed
   bool change_headers = false;  // SMFIR_CHGHEADER allowed
+  bool change_from = false;     // SMFIR_CHGFROM allowed (BATV signing)
   bool macro_lists = false;     // the reply carries spamward's macro lists
   uint32_t no_reply = 0;        // the NR_* bits agreed (offered by the MTA, version 6)
 
@@ -206,7 +209,9 @@ struct MilterNegotiated {
 };
 
 // Decides the reply to the MTA's offer; nullopt when the version is older than 2.
-std::optional<MilterNegotiated> negotiate(const MilterOptneg& offer);
+// `want_change_from` (BATV signing is configured): also request SMFIF_CHGFROM when the MTA
+// offers it at version 6; otherwise spamward never asks for it.
+std::optional<MilterNegotiated> negotiate(const MilterOptneg& offer, bool want_change_from = false);
 
 // The macro names spamward asks for per macro stage (SMFIM_*), space-separated. Postfix then
 // sends exactly these (and omits the ones it does not know); without the lists (Sendmail
@@ -303,6 +308,9 @@ void append_add_header(std::string& out, std::string_view name, std::string_view
                        bool leading_space);
 void append_change_header(std::string& out, uint32_t index, std::string_view name,
                           std::string_view value, bool leading_space);
+// SMFIR_CHGFROM: the new envelope sender as "<address>", without ESMTP arguments. An address
+// with a NUL, CR or LF (never one spamward made) appends nothing and returns false.
+bool append_change_from(std::string& out, std::string_view address);
 
 // The refusal for a verdict per DESIGN §3.5, appended as one SMFIR_REPLYCODE frame, when
 // `verdict.applied` refuses at `stage`; returns false (appending nothing) when the MTA should

@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "auth/batv.h"
 #include "core/strings.h"
 #include "mail/message.h"
 #include "server/stream_server.h"
@@ -229,6 +230,35 @@ bool reply_for(const std::optional<Verdict>& v, Stage stage, std::string& out) {
   return false;
 }
 
+// Whether the current config signs envelope senders (asks for SMFIF_CHGFROM).
+bool batv_configured(MilterServerState& s) {
+  try {
+    std::shared_ptr<Engine> engine = s.engine ? s.engine() : nullptr;
+    return engine && !engine->config().batv.keys.empty();
+  } catch (const std::exception& e) {
+    spdlog::warn("milter: no engine for the negotiation: {}", e.what());
+  }
+  return false;
+}
+
+// The SMFIR_CHGFROM of an accepted message, when BATV signing applies (batv_signed_sender).
+void append_batv_signature(MilterServerState& s, MilterConnection& c, const Transaction& tx) {
+  if (!c.negotiation.change_from) return;
+  try {
+    std::shared_ptr<Engine> engine = s.engine ? s.engine() : nullptr;
+    if (!engine) return;
+    SystemClock system_clock;
+    const Clock& clock = engine->env().clock ? *engine->env().clock : system_clock;
+    auto tagged = batv_signed_sender(engine->config(), tx, clock.now());
+    if (tagged && !append_change_from(c.out, *tagged)) {
+      spdlog::warn("milter: message {}: cannot send the BATV-signed sender; left as it is", tx.id);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("milter: message {}: BATV signing failed: {}; sender left as it is", tx.id,
+                 e.what());
+  }
+}
+
 // Handles one complete frame; appends the replies to c.out. Returns false when the connection
 // must close (c.closed is then set, or the MTA said QUIT).
 asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
@@ -252,7 +282,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
   switch (cmd) {
     case milter::kOptneg: {
       auto offer = decode_optneg(data);
-      auto agreed = offer ? negotiate(*offer) : std::nullopt;
+      auto agreed = offer ? negotiate(*offer, batv_configured(s)) : std::nullopt;
       if (!agreed) {
         s.close_with(c, to_string(MilterError::bad_negotiation),
                      offer ? "unsupported milter protocol version " + std::to_string(offer->version)
@@ -429,6 +459,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       if (!(verdict && append_refusal(*verdict, Stage::eom, c.out))) {
         append_eom_edits(verdict ? &*verdict : nullptr, c.message->spam_headers, c.negotiation,
                          c.out);
+        append_batv_signature(s, c, m.tx);
         append_frame(c.out, milter::kReplyAccept);
       }
       end_message(c);
@@ -547,6 +578,36 @@ asio::awaitable<void> serve_milter(std::shared_ptr<MilterServerState> s,
 asio::awaitable<void> MilterServerState::serve(std::shared_ptr<StreamConnection> c) {
   return serve_milter(std::static_pointer_cast<MilterServerState>(shared_from_this()),
                       std::static_pointer_cast<MilterConnection>(std::move(c)));
+}
+
+std::optional<std::string> batv_signed_sender(const Config& config, const Transaction& tx,
+                                              TimePoint now) {
+  try {
+    if (config.batv.keys.empty() || tx.sender.empty() || batv_is_tagged(tx.sender)) {
+      return std::nullopt;
+    }
+    bool allowed = tx.authenticated();
+    if (!allowed && tx.client_address) {
+      for (const auto& p : config.network.trusted) {
+        if (p.contains(*tx.client_address)) {
+          allowed = true;
+          break;
+        }
+      }
+    }
+    if (!allowed) return std::nullopt;
+    std::string tagged = batv_sign(tx.sender, config.batv.keys, now, config.batv.max_age);
+    if (tagged == tx.sender) {
+      spdlog::warn("milter: message {}: cannot BATV-sign the sender {}; left as it is", tx.id,
+                   printable(tx.sender, 128));
+      return std::nullopt;
+    }
+    return tagged;
+  } catch (const std::exception& e) {
+    spdlog::warn("milter: message {}: BATV signing failed: {}; sender left as it is", tx.id,
+                 e.what());
+  }
+  return std::nullopt;
 }
 
 MilterServer::MilterServer(asio::any_io_executor ex, EngineSource engine, MilterLimits limits,

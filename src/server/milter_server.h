@@ -22,6 +22,11 @@
 //   An accepted message gets its incoming X-Spam-* and X-Spamward-* fields deleted, then
 //   X-Spam-Score and X-Spamward-Symbols (and X-Spam-Flag: YES when tagged) added, then
 //   SMFIR_ACCEPT. dry_run verdicts only add headers.
+// - BATV signing (issue 7, auth/batv.h): when the current config has [batv] keys, spamward asks
+//   for SMFIF_CHGFROM at negotiation; an accepted message whose client authenticated
+//   ({auth_authen}) or is in [network] trusted, with a non-empty sender not yet tagged, gets
+//   SMFIR_CHGFROM with the tagged sender before SMFIR_ACCEPT (batv_signed_sender). It does
+//   not depend on the score; a signing error logs a warning and leaves the sender alone.
 // - Limits (DESIGN §3.5): a frame whose length field is 0 or over max_frame (default 1 MiB;
 //   64 KiB + 1 is the floor) closes the connection, as does a malformed command, an unknown
 //   command code, or any command before option negotiation; each with one log line
@@ -50,6 +55,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "core/duration.h"
 #include "core/listen_spec.h"
@@ -72,6 +79,12 @@ struct MilterLimits {
   Duration frame_timeout = std::chrono::seconds(60);  // first byte to last; per reply write
   int64_t max_connections = 2000;  // open at once; further ones are closed at accept
 };
+
+// The tagged envelope sender for an accepted message of tx (its client facts, sender and
+// sasl_username), or nullopt: no [batv] keys, empty or already tagged sender, a client neither
+// authenticated nor trusted, or the sender cannot be signed. Never throws.
+std::optional<std::string> batv_signed_sender(const Config& config, const Transaction& tx,
+                                              TimePoint now);
 
 class MilterServer {
  public:

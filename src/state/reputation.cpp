@@ -2,6 +2,8 @@
 // with an in-memory ban snapshot for the hot path.
 #include "state/reputation.h"
 
+#include "state/value_codec.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -42,90 +44,14 @@ constexpr int64_t kMaxNetworkMembers = 4096;
 // No store entry is kept longer than this, whatever the half-life says.
 constexpr double kMaxLifetimeMs = 100.0 * 365 * 24 * 3600 * 1000;
 
-// ---- Value encoding: a version byte, then little-endian fixed-width fields ----
-
-class ValueWriter {
+// Values: a version byte, then little-endian fixed-width fields (state/value_codec.h).
+class ValueWriter : public VersionedWriter {
  public:
-  ValueWriter() { u8(kValueVersion); }
-  void u8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
-  void u16(uint16_t v) {
-    u8(static_cast<uint8_t>(v));
-    u8(static_cast<uint8_t>(v >> 8));
-  }
-  void u64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) u8(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  void i64(int64_t v) { u64(static_cast<uint64_t>(v)); }
-  void f64(double v) { u64(std::bit_cast<uint64_t>(v)); }
-  void time(TimePoint t) { i64(to_unix_ms(t)); }
-  // Callers bound `s` (details, reasons) well below 64 KiB.
-  void text(std::string_view s) {
-    s = s.substr(0, 0xffff);
-    u16(static_cast<uint16_t>(s.size()));
-    out_.append(s);
-  }
-  void raw(const uint8_t* data, size_t size) {
-    out_.append(reinterpret_cast<const char*>(data), size);
-  }
-  std::string take() { return std::move(out_); }
-
- private:
-  std::string out_;
+  ValueWriter() : VersionedWriter(kValueVersion) {}
 };
-
-// Reads what ValueWriter wrote. Any shortfall or bad version clears ok(); reads then return
-// zeros, so decoders check ok() once at the end.
-class ValueReader {
+class ValueReader : public VersionedReader {
  public:
-  explicit ValueReader(std::string_view in) : in_(in) { ok_ = u8() == kValueVersion; }
-  bool ok() const { return ok_; }
-  // ok() and every byte consumed: trailing bytes mean the value is not what we wrote.
-  bool complete() const { return ok_ && in_.empty(); }
-
-  uint8_t u8() {
-    if (!take(1)) return 0;
-    return static_cast<uint8_t>(taken_[0]);
-  }
-  uint16_t u16() {
-    if (!take(2)) return 0;
-    return static_cast<uint16_t>(byte(0) | (byte(1) << 8));
-  }
-  uint64_t u64() {
-    if (!take(8)) return 0;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= uint64_t{byte(i)} << (8 * i);
-    return v;
-  }
-  int64_t i64() { return static_cast<int64_t>(u64()); }
-  double f64() { return std::bit_cast<double>(u64()); }
-  TimePoint time() { return from_unix_ms(i64()); }
-  std::string text() {
-    uint16_t size = u16();
-    if (!take(size)) return {};
-    return std::string(taken_);
-  }
-  bool raw(uint8_t* out, size_t size) {
-    if (!take(size)) return false;
-    std::memcpy(out, taken_.data(), size);
-    return true;
-  }
-
- private:
-  bool take(size_t n) {
-    if (!ok_ || in_.size() < n) {
-      ok_ = false;
-      taken_ = {};
-      return false;
-    }
-    taken_ = in_.substr(0, n);
-    in_.remove_prefix(n);
-    return true;
-  }
-  unsigned byte(size_t i) const { return static_cast<unsigned char>(taken_[i]); }
-
-  std::string_view in_;
-  std::string_view taken_;
-  bool ok_ = true;
+  explicit ValueReader(std::string_view in) : VersionedReader(in, kValueVersion) {}
 };
 
 std::string encode_offences(const OffenceRecord& record) {

@@ -529,5 +529,39 @@ TEST(MilterReplies, EndOfMessageEdits) {
   }
 }
 
+// BATV signing (issue 7): SMFIF_CHGFROM is requested only when asked for and offered at v6.
+TEST(MilterNegotiate, ChangeFromOnlyWhenSigningAndOffered) {
+  EXPECT_EQ(milter::kActChangeFrom, 0x40u) << "SMFIF_CHGFROM in libmilter's mfapi.h";
+  auto plain = negotiate({6, 0x1ff, 0x1fffff});
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->change_from);
+  EXPECT_EQ(plain->actions & milter::kActChangeFrom, 0u);
+  auto signing = negotiate({6, 0x1ff, 0x1fffff}, true);
+  ASSERT_TRUE(signing);
+  EXPECT_TRUE(signing->change_from);
+  EXPECT_EQ(signing->actions, milter::kActAddHeaders | milter::kActChangeHeaders |
+                                  milter::kActSetSymList | milter::kActChangeFrom);
+  auto not_offered = negotiate({6, milter::kActAddHeaders, 0x1fffff}, true);
+  ASSERT_TRUE(not_offered);
+  EXPECT_FALSE(not_offered->change_from);
+  EXPECT_EQ(not_offered->actions & milter::kActChangeFrom, 0u);
+  auto v2 = negotiate({2, 0x1ff, 0x7f}, true);
+  ASSERT_TRUE(v2);
+  EXPECT_FALSE(v2->change_from) << "SMFIR_CHGFROM is a version 6 reply";
+}
+
+TEST(MilterReplies, ChangeFromFrame) {
+  std::string out;
+  ASSERT_TRUE(append_change_from(out, "prvs=0682658838=alice@example.org"));
+  auto f = frames(out);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].first, 'e');
+  EXPECT_EQ(f[0].second, "<prvs=0682658838=alice@example.org>\0"s);
+  std::string bad;
+  EXPECT_FALSE(append_change_from(bad, "a@b\r\nRSET"));
+  EXPECT_FALSE(append_change_from(bad, "a\0@b"s));
+  EXPECT_TRUE(bad.empty());
+}
+
 }  // namespace
 }  // namespace spamward

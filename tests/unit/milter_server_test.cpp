@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth/batv.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "server/milter_server.h"
@@ -632,6 +633,96 @@ TEST_F(MilterServerTest, FailsOpenWhenTheEngineThrowsOrIsMissing) {
   EXPECT_EQ(rs.back().code, 'a');
   EXPECT_TRUE(has_frame(rs, 'm', be32(1) + "X-Spam-Flag\0\0"s)) << "still removed";
   EXPECT_FALSE(find_header(rs, "X-Spam-Score")) << "no engine, no verdict";
+}
+
+// BATV signing (issue 7): with [batv] keys, spamward asks for SMFIF_CHGFROM and replaces the
+// envelope sender of an accepted message from an authenticated or trusted client with its
+// tagged form, whatever the score; nothing for other clients, bounces or tagged senders.
+TEST_F(MilterServerTest, BatvSignsTheSenderOfAuthenticatedAndTrustedClients) {
+  auto config = std::make_shared<Config>();
+  config->greylist.mode = "off";
+  config->batv.keys = {"milter-batv-test-key-01"};
+  config->network.trusted.clear();
+  config->network.trusted.push_back(*Prefix::parse("192.0.2.9/32"));
+  Env env;
+  env.clock = &clock_;
+  env.metrics = &metrics_;
+  env.store = store_.get();
+  std::vector<std::unique_ptr<Check>> checks;
+  checks.push_back(std::make_unique<ByAddressCheck>());
+  engine_ = std::make_shared<Engine>(config, env, std::move(checks));
+  server_ = std::make_unique<MilterServer>(
+      io_.get_executor(), [this] { return engine_; }, MilterLimits{}, metrics_);
+  server_->listen(*ListenSpec::parse("127.0.0.1:0"));
+  server_->start();
+  thread_ = std::thread([this] { io_.run(); });
+  const std::string tagged =
+      batv_sign("alice@example.org", config->batv.keys, clock_.now(), config->batv.max_age);
+  ASSERT_TRUE(batv_is_tagged(tagged));
+
+  // One message; returns the end-of-message replies.
+  auto message = [&](const std::string& client, const std::string& sender,
+                     const std::string& user) {
+    Mta mta(server_->port());
+    Reply o = mta.negotiate();
+    EXPECT_EQ(o.code, 'O');
+    EXPECT_EQ(o.data.substr(4, 4), be32(0x151)) << "ADDHDRS | CHGHDRS | CHGFROM | SETSYMLIST";
+    mta.connect(client, "client.example.org");
+    mta.command('H', "client.example.org\0"s);
+    if (!user.empty()) mta.send(frame('D', "M{auth_authen}\0"s + user + "\0"s));
+    EXPECT_EQ(mta.command('M', "<" + sender + ">\0"s).code, 'c');
+    EXPECT_EQ(mta.command('R', "<bob@example.net>\0"s).code, 'c');
+    EXPECT_EQ(mta.command('T').code, 'c');
+    mta.command('N');
+    return mta.eom();
+  };
+  auto changed_to = [](const std::vector<Reply>& rs) {
+    std::string out;
+    for (const auto& r : rs)
+      if (r.code == 'e') out += r.data;
+    return out;
+  };
+
+  // Authenticated: signed; the score (a tag: 7 points) does not matter.
+  auto rs = message("192.0.2.3", "alice@example.org", "alice");
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a');
+  EXPECT_EQ(changed_to(rs), "<" + tagged + ">\0"s);
+  EXPECT_TRUE(has_frame(rs, 'h', "X-Spam-Flag\0 YES\0"s));
+  // Trusted: signed.
+  EXPECT_EQ(changed_to(message("192.0.2.9", "alice@example.org", "")), "<" + tagged + ">\0"s);
+  // Neither: the sender is left alone.
+  rs = message("192.0.2.1", "alice@example.org", "");
+  EXPECT_EQ(rs.back().code, 'a');
+  EXPECT_EQ(changed_to(rs), "");
+  // A bounce, or a sender already tagged: nothing.
+  EXPECT_EQ(changed_to(message("192.0.2.9", "", "alice")), "");
+  EXPECT_EQ(changed_to(message("192.0.2.9", tagged, "alice")), "");
+}
+
+TEST(MilterBatv, SignedSenderRules) {
+  Config config;
+  config.network.trusted.clear();
+  config.network.trusted.push_back(*Prefix::parse("10.0.0.0/8"));
+  Transaction tx;
+  tx.id = "T";
+  tx.sender = "alice@example.org";
+  tx.client_address = IpAddress::parse("10.1.2.3");
+  FakeClock clock;
+  EXPECT_FALSE(batv_signed_sender(config, tx, clock.now())) << "no keys";
+  config.batv.keys = {"milter-batv-test-key-01"};
+  auto signed_sender = batv_signed_sender(config, tx, clock.now());
+  ASSERT_TRUE(signed_sender);
+  EXPECT_EQ(batv_verify(*signed_sender, config.batv.keys, clock.now(), config.batv.max_age).status,
+            BatvStatus::valid);
+  tx.client_address = IpAddress::parse("192.0.2.1");
+  EXPECT_FALSE(batv_signed_sender(config, tx, clock.now())) << "neither trusted nor authenticated";
+  tx.sasl_username = "alice";
+  EXPECT_TRUE(batv_signed_sender(config, tx, clock.now()));
+  tx.sender = "not-an-address";
+  EXPECT_FALSE(batv_signed_sender(config, tx, clock.now())) << "cannot sign: left alone";
+  tx.sender = "";
+  EXPECT_FALSE(batv_signed_sender(config, tx, clock.now()));
 }
 
 }  // namespace
