@@ -1,5 +1,8 @@
 #include "auth/authentication_results.h"
 
+#include <unistd.h>
+
+#include <climits>
 #include <utility>
 
 #include "core/strings.h"
@@ -184,6 +187,15 @@ std::vector<AuthResult> authentication_results_from_symbols(const std::vector<Sy
     if (s.name == "DMARC_PASS" || s.name == "DMARC_FAIL") add_dmarc(s, out);
   }
   return out;
+}
+
+std::string effective_authserv_id(std::string_view configured,
+                                  const std::vector<std::string>& our_names) {
+  if (!configured.empty()) return std::string(configured);
+  if (!our_names.empty() && !our_names.front().empty()) return our_names.front();
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof name - 1) == 0 && name[0] != '\0') return name;
+  return "localhost";
 }
 
 }  // namespace spamward

@@ -50,4 +50,101 @@ std::string render_authentication_results(std::string_view authserv_id,
 
 std::vector<AuthResult> authentication_results_from_symbols(const std::vector<Symbol>& symbols);
 
+// The authserv-id of [headers]: `configured` when set, else the first of [network] our_names,
+// else this host's name ("localhost" when it has none).
+std::string effective_authserv_id(std::string_view configured,
+                                  const std::vector<std::string>& our_names);
+
+// Header-only below: the milter and spamd protocol codecs use these without linking the
+// renderer.
+
+// The authserv-id an incoming Authentication-Results value names: its first token after
+// CFWS (comments skipped), unquoted when a quoted string, cut at 255 bytes; "" when none.
+// For RFC 8601 §5: fields carrying our own authserv-id are removed before ours is added.
+inline std::string authserv_id_of(std::string_view v) {
+  size_t i = 0;
+  // CFWS: white space, line breaks and (nested) comments.
+  int depth = 0;
+  while (i < v.size()) {
+    char c = v[i];
+    if (depth > 0) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '(') {
+        ++depth;
+      } else if (c == ')') {
+        --depth;
+      }
+      ++i;
+    } else if (c == '(') {
+      ++depth;
+      ++i;
+    } else if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      ++i;
+    } else {
+      break;
+    }
+  }
+  std::string out;
+  if (i < v.size() && v[i] == '"') {
+    for (++i; i < v.size() && v[i] != '"' && out.size() < 255; ++i) {
+      if (v[i] == '\\' && i + 1 < v.size()) ++i;
+      out += v[i];
+    }
+    return out;
+  }
+  for (; i < v.size() && out.size() < 255; ++i) {
+    char c = v[i];
+    if (c == ';' || c == '(' || c == '"' || c == ' ' || c == '\t' || c == '\r' || c == '\n') break;
+    out += c;
+  }
+  return out;
+}
+
+// `value` folded for a header: a space outside a quoted string becomes `fold` (e.g. "\r\n\t"),
+// before a result ("; " ends the one before) that would pass column 78, else before a word
+// that would; `column` is where the value starts (after "Authentication-Results: "). A word
+// longer than a line is never broken.
+inline std::string fold_header_value(std::string_view value, size_t column, std::string_view fold) {
+  constexpr size_t kFoldColumn = 78;
+  // The words: split at spaces outside quoted strings.
+  std::vector<std::string_view> words;
+  bool quoted_string = false;
+  size_t start = 0;
+  for (size_t i = 0; i <= value.size(); ++i) {
+    if (i == value.size() || (value[i] == ' ' && !quoted_string)) {
+      words.push_back(value.substr(start, i - start));
+      start = i + 1;
+    } else if (quoted_string && value[i] == '\\' && i + 1 < value.size()) {
+      ++i;
+    } else if (value[i] == '"') {
+      quoted_string = !quoted_string;
+    }
+  }
+  std::string out;
+  size_t col = column;
+  for (size_t w = 0; w < words.size(); ++w) {
+    if (w > 0) {
+      // A word after one ending with ';' starts a result: keep the result on one line when it
+      // fits, so measure up to the end of the result.
+      size_t need = words[w].size();
+      if (words[w - 1].ends_with(';')) {
+        for (size_t k = w; k + 1 < words.size() && !words[k].ends_with(';'); ++k)
+          need += 1 + words[k + 1].size();
+        if (need > kFoldColumn - 8) need = words[w].size();  // longer than a line anyway
+      }
+      if (col + 1 + need > kFoldColumn) {
+        out += fold;
+        col = 8;
+      } else {
+        out += ' ';
+        ++col;
+      }
+    }
+    out += words[w];
+    col += words[w].size();
+  }
+  return out;
+}
+
 }  // namespace spamward

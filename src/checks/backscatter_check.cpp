@@ -15,7 +15,7 @@ bool is_exempt_local_part(std::string_view address) {
   return iequals(local, "postmaster") || iequals(local, "abuse");
 }
 
-class BackscatterCheck final : public Check {
+class BackscatterCheck final : public SyncCheck {
  public:
   BackscatterCheck(const Clock& clock, std::vector<std::string> keys, Duration max_age)
       : clock_(clock), keys_(std::move(keys)), max_age_(max_age) {}
@@ -24,15 +24,8 @@ class BackscatterCheck final : public Check {
   Stage stage() const override { return Stage::rcpt; }
   Family family() const override { return Family::behaviour; }
 
-  boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) override {
-    co_return evaluate(tx);
-  }
-  std::optional<std::vector<Symbol>> run_now(const Transaction& tx) override {
-    return evaluate(tx);
-  }
-
- private:
-  std::vector<Symbol> evaluate(const Transaction& tx) const {
+ protected:
+  std::vector<Symbol> evaluate(const Transaction& tx) const override {
     std::vector<Symbol> out;
     if (!tx.sender.empty() || tx.authenticated()) return out;
     std::string_view recipient = tx.recipient;

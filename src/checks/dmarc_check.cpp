@@ -40,7 +40,7 @@ std::string from_domain(const Message& m) {
   auto froms = m.headers_named("From");
   if (froms.size() != 1) return "";
   std::string domain;
-  for (const auto& mb : parse_mailbox_list(froms.front()->value, 20)) {
+  for (const auto& mb : field_mailboxes(*froms.front(), 20)) {
     if (!mb.valid) continue;
     size_t at = mb.address.rfind('@');
     if (at == std::string::npos) return "";

@@ -33,7 +33,7 @@ std::string hours_text(Duration d) {
   return fmt::format("{} hours", h);
 }
 
-class HeaderCheck final : public Check {
+class HeaderCheck final : public SyncCheck {
  public:
   HeaderCheck(const Clock& clock, HeaderCheckLimits limits) : clock_(clock), limits_(limits) {}
 
@@ -41,15 +41,8 @@ class HeaderCheck final : public Check {
   Stage stage() const override { return Stage::eom; }
   Family family() const override { return Family::rfc; }
 
-  boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) override {
-    co_return evaluate(tx);
-  }
-  std::optional<std::vector<Symbol>> run_now(const Transaction& tx) override {
-    return evaluate(tx);
-  }
-
- private:
-  std::vector<Symbol> evaluate(const Transaction& tx) const {
+ protected:
+  std::vector<Symbol> evaluate(const Transaction& tx) const override {
     std::vector<Symbol> out;
     if (!tx.message || tx.authenticated()) return out;
     const Message& m = *tx.message;
@@ -113,7 +106,7 @@ class HeaderCheck final : public Check {
       out.push_back(known_symbol("HDR_FROM_INVALID", fmt::format("{} From headers", froms.size())));
       return;
     }
-    auto mailboxes = parse_mailbox_list(froms.front()->value, 20);
+    auto mailboxes = field_mailboxes(*froms.front(), 20);
     const Mailbox* real = nullptr;
     for (const auto& mb : mailboxes) {
       if (mb.valid) {

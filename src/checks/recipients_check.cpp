@@ -21,7 +21,7 @@ AddressGuessingOptions guessing_options(const Config& config, const Env& env) {
   return options;
 }
 
-class RecipientsCheck final : public Check {
+class RecipientsCheck final : public SyncCheck {
  public:
   RecipientsCheck(const Config& config, const Env& env, std::shared_ptr<RecipientList> list)
       : list_(std::move(list)),
@@ -39,7 +39,7 @@ class RecipientsCheck final : public Check {
   Stage stage() const override { return Stage::rcpt; }
   Family family() const override { return Family::behaviour; }
 
-  std::optional<std::vector<Symbol>> run_now(const Transaction& tx) override {
+  std::vector<Symbol> evaluate(const Transaction& tx) const override {
     std::vector<Symbol> out;
     if (tx.recipient.empty()) return out;
     std::string recipient = tx.recipient;
@@ -65,10 +65,6 @@ class RecipientsCheck final : public Check {
       if (verdict.guessing) out.push_back(known_symbol("ADDRESS_GUESSING", verdict.evidence));
     }
     return out;
-  }
-
-  boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) override {
-    co_return *run_now(tx);
   }
 
  private:
@@ -117,8 +113,7 @@ std::unique_ptr<MtaLogFollower> follow_mta_log(const Config& config, const Env& 
     try {
       guessing->note_unknown(event.client, event.recipient);
     } catch (const std::exception& e) {
-      spdlog::warn("recipients: cannot note an unknown recipient from the MTA's log: {}",
-                   e.what());
+      spdlog::warn("recipients: cannot note an unknown recipient from the MTA's log: {}", e.what());
     }
   };
   auto follower = std::make_unique<MtaLogFollower>(config.recipients.follow_log, on_event);

@@ -2,10 +2,10 @@
 
 #include "checks/admin_lists_check.h"
 #include "checks/backscatter_check.h"
+#include "checks/bayes_check.h"
 #include "checks/dkim_check.h"
 #include "checks/dmarc_check.h"
 #include "checks/dnsbl_check.h"
-#include "checks/bayes_check.h"
 #include "checks/gtube_check.h"
 #include "checks/header_check.h"
 #include "checks/helo_check.h"

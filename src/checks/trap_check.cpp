@@ -53,8 +53,7 @@ class TrapCheck final : public Check {
 
  private:
   bool applies(const Transaction& tx) const {
-    return tx.client_address && tx.server_address && tx.server_port == 25 &&
-           !tx.authenticated();
+    return tx.client_address && tx.server_address && tx.server_port == 25 && !tx.authenticated();
   }
 
   bool stale() const {
@@ -107,9 +106,9 @@ class TrapCheck final : public Check {
     for (const auto& [domain, addresses] : learned_)
       resolved_.insert(resolved_.end(), addresses.begin(), addresses.end());
     // Until every domain answered, try again at the next use (a minute apart at most).
-    next_refresh_ = clock_->now() + (learned_.size() < domains_.size()
-                                         ? Duration(std::chrono::minutes(1))
-                                         : Duration(kRefresh));
+    next_refresh_ =
+        clock_->now() + (learned_.size() < domains_.size() ? Duration(std::chrono::minutes(1))
+                                                           : Duration(kRefresh));
   }
 
   std::vector<Symbol> judge(const Transaction& tx, const std::vector<IpAddress>& resolved) {
@@ -127,8 +126,8 @@ class TrapCheck final : public Check {
     out.push_back(known_symbol("TRAP_NON_MX", "connected to " + where + ", which no MX points to"));
     if (!reputation_ || !record_ || tx.read_only) return out;
     if (reputation_->ban_for(*tx.client_address)) return out;  // the ban answers already
-    Ban ban = reputation_->record_offence(*tx.client_address, OffenceKind::trap,
-                                          "connected to " + where);
+    Ban ban =
+        reputation_->record_offence(*tx.client_address, OffenceKind::trap, "connected to " + where);
     spdlog::info("trap: {} connected to {}, which no MX points to; banned for {}{}",
                  tx.client_address->to_string(), where,
                  format_duration(Duration(ban.until - ban.since)), ban.permanent ? " (5xx)" : "");

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "bayes/bayes.h"
+#include "checks/recipients_check.h"
 #include "checks/registry.h"
 #include "cli/commands.h"
 #include "core/config.h"
@@ -30,9 +31,8 @@
 #include "server/milter_server.h"
 #include "server/policy_server.h"
 #include "server/spamd_server.h"
-#include "state/reputation.h"
 #include "server/trap_server.h"
-#include "checks/recipients_check.h"
+#include "state/reputation.h"
 #include "state/store.h"
 
 namespace spamward::cli {

@@ -31,8 +31,7 @@ std::string SmtpReply::text() const {
 void SmtpReplyParser::fail(std::string why) {
   if (error_.empty()) error_ = std::move(why);
   raw_.clear();
-  building_ = {};
-  complete_.clear();
+  building_ = {};  // the replies completed before stay available: the result is split-independent
 }
 
 void SmtpReplyParser::feed(std::string_view bytes) {
@@ -73,8 +72,8 @@ void SmtpReplyParser::line_done() {
     text = line.substr(4);
   }
   if (!building_.lines.empty() && building_.code != code) {
-    return fail("reply code changes inside a multi-line reply (" +
-                std::to_string(building_.code) + " then " + std::to_string(code) + ")");
+    return fail("reply code changes inside a multi-line reply (" + std::to_string(building_.code) +
+                " then " + std::to_string(code) + ")");
   }
   if (building_.lines.size() >= limits_.max_lines) {
     return fail("reply of more than " + std::to_string(limits_.max_lines) + " lines");
@@ -89,7 +88,7 @@ void SmtpReplyParser::line_done() {
 }
 
 bool SmtpReplyParser::next(SmtpReply& out) {
-  if (!error_.empty() || complete_.empty()) return false;
+  if (complete_.empty()) return false;
   out = std::move(complete_.front());
   complete_.pop_front();
   return true;
@@ -424,8 +423,8 @@ class Connection {
       port = ntohs(a->sin_port);
     }
     std::string where = target_text(HostPort{host, port});
-    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                      ai->ai_protocol);
+    int fd =
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
     if (fd < 0) return "socket: " + std::string(std::strerror(errno));
     int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
     if (rc != 0 && errno != EINPROGRESS) {
@@ -551,19 +550,19 @@ class Dialogue {
     if (!c) return;
     if (c->first_digit() == 5) {
       return unknown(
-          "the server refused <" + control + "> (" + describe(*c) + "), so it does not take mail for " +
-              domain + " here",
+          "the server refused <" + control + "> (" + describe(*c) +
+              "), so it does not take mail for " + domain + " here",
           {"Every domain must accept postmaster (RFC 5321 §4.5.1). Give --domain DOMAIN: a "
            "domain this server receives mail for."});
     }
     if (c->first_digit() != 2) {
-      return unknown("no answer for the control recipient <" + control + "> (" + describe(*c) +
-                         ")",
-                     {"A 4xx is a temporary failure or greylisting: try again later."});
+      return unknown(
+          "no usable answer for the control recipient <" + control + "> (" + describe(*c) + ")",
+          {"A 4xx is a temporary failure or greylisting: try again later."});
     }
 
-    std::string rcpt = options_.rcpt.empty() ? random_probe_local_part() + "@" + domain
-                                             : options_.rcpt;
+    std::string rcpt =
+        options_.rcpt.empty() ? random_probe_local_part() + "@" + domain : options_.rcpt;
     result_.rcpt = rcpt;
     auto r = command("RCPT TO:<" + rcpt + ">");
     if (!r) return;
@@ -604,6 +603,12 @@ class Dialogue {
 
   std::optional<SmtpReply> command(const std::string& line) {
     if (broken_) return std::nullopt;
+    if (!parser_.error().empty()) {
+      broken_ = true;
+      log("malformed reply: " + parser_.error());
+      if (result_.summary.empty()) unknown("malformed reply: " + parser_.error(), {});
+      return std::nullopt;
+    }
     if (parser_.buffered() > 0) {
       broken_ = true;
       log("the server sent more than it was asked for");
@@ -665,7 +670,7 @@ class Dialogue {
         "its default), relay_recipient_maps for relay_domains, virtual_mailbox_maps or "
         "virtual_alias_maps for virtual domains, and smtpd_reject_unlisted_recipient = yes "
         "(the default). Exim: verify = recipient in the RCPT ACL. Or let spamward refuse them: "
-        "[recipients] valid (docs/backscatter.md).",
+        "[recipients] valid (docs/configuration.md).",
         "A backup MX needs the same list (or recipient verification, Postfix "
         "reject_unverified_recipient); without it, it accepts what the primary refuses and "
         "bounces it.",
@@ -689,10 +694,10 @@ class Dialogue {
 
 ProbeResult run_backscatter_probe(const ProbeOptions& options) {
   ProbeResult result;
-  for (auto [value, kind, name] : {std::tuple{&options.domain, "domain", "--domain"},
-                                   std::tuple{&options.rcpt, "address", "--rcpt"},
-                                   std::tuple{&options.helo, "helo", "--helo"},
-                                   std::tuple{&options.from, "address", "--from"}}) {
+  for (auto [value, kind, name] :
+       {std::tuple{&options.domain, "domain", "--domain"},
+        std::tuple{&options.rcpt, "address", "--rcpt"}, std::tuple{&options.helo, "helo", "--helo"},
+        std::tuple{&options.from, "address", "--from"}}) {
     if (value->empty()) continue;
     if (std::string why = smtp_argument_problem(*value, kind); !why.empty()) {
       result.summary = std::string(name) + " " + printable(*value) + ": " + why;

@@ -53,8 +53,10 @@ struct SmtpReply {
 // "CODE-text" (more lines follow), "CODE text" or "CODE" (the last line); every line of a reply
 // carries the same code. NUL bytes, a CR inside a line, a bad code, a line over
 // max_line_bytes or a reply of more than max_lines lines are errors: error() says which, and it
-// sticks (next() is false from then on, feed() ignores its input). Besides the replies not yet
-// taken, the parser holds at most max_line_bytes * (max_lines + 1) bytes, whatever is fed.
+// sticks: next() still returns the replies completed before the bad line, then nothing more,
+// and feed() ignores its input. So how the bytes are split never changes the result. Besides
+// the replies not yet taken, the parser holds at most (max_line_bytes + 6) * (max_lines + 1)
+// bytes, whatever is fed.
 class SmtpReplyParser {
  public:
   explicit SmtpReplyParser(SmtpReplyLimits limits = {}) : limits_(limits) {}

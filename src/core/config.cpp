@@ -1065,7 +1065,29 @@ Config Loader::load(const toml::table& root) {
         }},
        {"imap", [&](auto& v, auto& k) { imap(v, k, c.imap); }},
        {"batv", [&](auto& v, auto& k) { batv(v, k, c.batv); }},
-       {"ips", [&](auto& v, auto& k) { ips(v, k, c.ips); }}});
+       {"ips", [&](auto& v, auto& k) { ips(v, k, c.ips); }},
+       {"headers", [&](auto& v, auto& k) {
+          walk(table(v, k), k,
+               {{"authentication_results",
+                 [&](auto& x, auto& xk) { c.headers.authentication_results = boolean(x, xk); }},
+                {"authserv_id", [&](auto& x, auto& xk) {
+                   c.headers.authserv_id = string(x, xk);
+                   // Written bare into every Authentication-Results header: a host or domain
+                   // name, nothing that needs quoting (RFC 8601 §2.5).
+                   const std::string& id = c.headers.authserv_id;
+                   if (!id.empty() && (!is_dns_name(id) || id.back() == '.')) {
+                     std::string shown;
+                     for (char ch : id.substr(0, 100)) {
+                       auto u = static_cast<unsigned char>(ch);
+                       shown += u < 0x20 || u >= 0x7F ? '?' : ch;
+                     }
+                     fail(x, xk,
+                          in_quotes(shown) +
+                              " must be a host or domain name such as \"mx.example.org\" "
+                              "(letters, digits, '-', '_' and dots, no trailing dot)");
+                   }
+                 }}});
+        }}});
   return c;
 }
 

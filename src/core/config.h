@@ -160,6 +160,11 @@ struct IpsConfig {
   std::string nft_table;
 };
 
+struct HeadersConfig {
+  bool authentication_results = false;  // add an Authentication-Results header (RFC 8601)
+  std::string authserv_id;              // "": the first of [network] our_names, else the host name
+};
+
 struct Config {
   std::string source;  // the file it was read from ("" for defaults)
   ListenConfig listen;
@@ -184,6 +189,7 @@ struct Config {
   std::vector<ImapConfig> imap;
   BatvConfig batv;
   IpsConfig ips;
+  HeadersConfig headers;
 };
 
 class ConfigError : public std::runtime_error {

@@ -47,4 +47,17 @@ class Check {
   virtual bool reads_published() const { return false; }
 };
 
+// A check that never waits (no DNS, no I/O beyond the store): it answers in evaluate(), which
+// both run_now() and run() return, so the Engine never spends a coroutine on it.
+class SyncCheck : public Check {
+ public:
+  std::optional<std::vector<Symbol>> run_now(const Transaction& tx) final { return evaluate(tx); }
+  boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) final {
+    co_return evaluate(tx);
+  }
+
+ protected:
+  virtual std::vector<Symbol> evaluate(const Transaction& tx) const = 0;
+};
+
 }  // namespace spamward

@@ -1,5 +1,7 @@
 #include "mail/mailbox.h"
 
+#include "mail/rfc2047.h"
+
 #include <cctype>
 
 namespace spamward {
@@ -186,6 +188,28 @@ std::string address_in_text(std::string_view text) {
     if (start < at && plausible_address(candidate)) return std::string(candidate);
   }
   return {};
+}
+
+std::vector<Mailbox> parse_mailbox_field(std::string_view raw_field, size_t max) {
+  size_t colon = raw_field.find(':');
+  std::string_view raw = colon == std::string_view::npos ? raw_field : raw_field.substr(colon + 1);
+  std::string value;
+  value.reserve(raw.size());
+  for (char c : raw) value.push_back(c == '\r' || c == '\n' ? ' ' : c);  // unfold
+  auto mailboxes = parse_mailbox_list(value, max);
+  for (auto& mb : mailboxes) {
+    if (mb.display.find("=?") == std::string::npos) continue;
+    // Decoded text may bring its own runs of spaces; keep the display collapsed.
+    std::string decoded = decode_rfc2047(mb.display), collapsed;
+    for (char c : decoded) {
+      bool space = c == ' ' || c == '\t';
+      if (space && (collapsed.empty() || collapsed.back() == ' ')) continue;
+      collapsed.push_back(space ? ' ' : c);
+    }
+    while (!collapsed.empty() && collapsed.back() == ' ') collapsed.pop_back();
+    mb.display = std::move(collapsed);
+  }
+  return mailboxes;
 }
 
 }  // namespace spamward

@@ -24,6 +24,13 @@ struct Mailbox {
 
 std::vector<Mailbox> parse_mailbox_list(std::string_view value, size_t max = 100);
 
+// The mailboxes of a whole header field as received (HeaderField::raw: "From: ..." with its
+// folding). The list is split BEFORE RFC 2047 decoding, and only display names are decoded
+// afterwards: RFC 2047 §5 forbids encoded words in an addr-spec, and decoding first would let
+// an encoded "<admin@bank.example>" in the display name take over the address (a sender could
+// hide its real From domain from DMARC that way). Same limits and guarantees as above.
+std::vector<Mailbox> parse_mailbox_field(std::string_view raw_field, size_t max = 100);
+
 // True when `address` is local@domain with a plausible domain (see above).
 bool plausible_address(std::string_view address);
 

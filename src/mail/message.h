@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/strings.h"
+#include "mail/mailbox.h"
 
 namespace spamward {
 
@@ -87,6 +88,14 @@ struct Message {
     return out;
   }
 };
+
+// The mailboxes of an address field (From, Sender, Reply-To), split from the raw field before
+// RFC 2047 decoding (mail/mailbox.h, parse_mailbox_field); a field built without raw bytes
+// (tests, programmatic messages) falls back to its decoded value.
+inline std::vector<Mailbox> field_mailboxes(const HeaderField& field, size_t max = 100) {
+  return field.raw.empty() ? parse_mailbox_list(field.value, max)
+                           : parse_mailbox_field(field.raw, max);
+}
 
 class MessageParser {
  public:

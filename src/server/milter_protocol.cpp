@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "auth/authentication_results.h"
 #include "core/strings.h"
 
 namespace spamward {
@@ -444,6 +445,27 @@ void SpamHeaderTracker::clear() {
   overflowed_ = false;
 }
 
+void AuthResultsTracker::observe(std::string_view name, std::string_view value) {
+  if (!iequals(name, kName) || ids_.size() >= kMaxFields) return;
+  if (name_.empty()) name_ = std::string(name);
+  ids_.push_back(authserv_id_of(value));
+}
+
+size_t AuthResultsTracker::append_deletions(std::string& out, std::string_view authserv_id) const {
+  size_t n = 0;
+  for (size_t i = ids_.size(); i >= 1; --i) {
+    if (!iequals(ids_[i - 1], authserv_id)) continue;
+    append_change_header(out, static_cast<uint32_t>(i), name_, "", false);
+    ++n;
+  }
+  return n;
+}
+
+void AuthResultsTracker::clear() {
+  name_.clear();
+  ids_.clear();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Replies
 
@@ -615,6 +637,17 @@ void append_eom_edits(const Verdict* v, const SpamHeaderTracker& incoming,
     line += item.size();
   }
   append_add_header(out, "X-Spamward-Symbols", value, n.leading_space);
+}
+
+void append_authentication_results_edits(const AuthResultsTracker& incoming,
+                                         std::string_view authserv_id, std::string_view value,
+                                         const MilterNegotiated& n, std::string& out) {
+  if (authserv_id.empty()) return;
+  if (n.change_headers) incoming.append_deletions(out, authserv_id);
+  if (value.empty() || !n.add_headers) return;
+  append_add_header(out, AuthResultsTracker::kName,
+                    fold_header_value(value, AuthResultsTracker::kName.size() + 2, "\n\t"),
+                    n.leading_space);
 }
 
 }  // namespace spamward

@@ -297,6 +297,27 @@ class SpamHeaderTracker {
   bool overflowed_ = false;
 };
 
+// Remembers the incoming Authentication-Results fields (RFC 8601) with the authserv-id each
+// names, by index, so that the ones carrying our own authserv-id can be deleted before
+// spamward adds its own (RFC 8601 §5); fields with other authserv-ids stay. At most
+// kMaxFields are remembered; later ones are never deleted.
+class AuthResultsTracker {
+ public:
+  static constexpr std::string_view kName = "Authentication-Results";
+  static constexpr size_t kMaxFields = 256;
+  // Counts one incoming header field (only Authentication-Results, case-insensitive).
+  void observe(std::string_view name, std::string_view value);
+  // SMFIR_CHGHEADER frames with an empty value, one per remembered field whose authserv-id
+  // equals `authserv_id` (case-insensitive), highest index first. Returns how many.
+  size_t append_deletions(std::string& out, std::string_view authserv_id) const;
+  size_t count() const { return ids_.size(); }
+  void clear();
+
+ private:
+  std::string name_;              // as first seen
+  std::vector<std::string> ids_;  // the authserv-id of field i + 1
+};
+
 // ---------------------------------------------------------------------------------------------
 // Replies
 
@@ -332,6 +353,17 @@ bool append_refusal(const Verdict& verdict, Stage stage, std::string& out);
 // `verdict` null (the engine failed: fail open) adds nothing, but still deletes.
 void append_eom_edits(const Verdict* verdict, const SpamHeaderTracker& incoming,
                       const MilterNegotiated& n, std::string& out);
+
+// The Authentication-Results edits of an accepted message when [headers]
+// authentication_results is on (`authserv_id` non-empty; the caller leaves trusted clients
+// out): deletions of the incoming fields carrying `authserv_id` (when CHGHEADER was
+// negotiated), then, when ADDHEADER was and `value` is not empty (the caller renders it with
+// auth/authentication_results.h; empty when the engine failed),
+//   Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=example.net; ...
+// folded past 78 columns.
+void append_authentication_results_edits(const AuthResultsTracker& incoming,
+                                         std::string_view authserv_id, std::string_view value,
+                                         const MilterNegotiated& n, std::string& out);
 
 // The value of X-Spamward-Symbols for a verdict (unfolded; for tests and logs).
 std::string symbols_header_value(const Verdict& verdict);

@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "auth/authentication_results.h"
 #include "auth/batv.h"
 #include "core/strings.h"
 #include "mail/message.h"
@@ -81,6 +82,8 @@ struct MilterMessage {
   size_t headers = 0;      // header fields received
   bool truncated = false;  // past max_message_bytes
   bool header_warned = false;
+  // The incoming Authentication-Results fields ([headers] authentication_results).
+  AuthResultsTracker auth_results;
 };
 
 struct MilterConnection final : PhasedConnection {
@@ -259,6 +262,33 @@ void append_batv_signature(MilterServerState& s, MilterConnection& c, const Tran
   }
 }
 
+// The Authentication-Results edits of an accepted message ([headers] authentication_results):
+// none for a trusted client (nothing was checked, and its fields are its own); otherwise the
+// incoming fields carrying our authserv-id go, and ours is added when there is a verdict.
+void append_authentication_results(MilterServerState& s, MilterConnection& c,
+                                   const MilterMessage& m, const Verdict* verdict) {
+  try {
+    std::shared_ptr<Engine> engine = s.engine ? s.engine() : nullptr;
+    if (!engine || !engine->config().headers.authentication_results) return;
+    const Config& config = engine->config();
+    bool trusted = verdict && verdict->trusted;
+    if (!verdict && m.tx.client_address) {
+      for (const auto& p : config.network.trusted)
+        trusted = trusted || p.contains(*m.tx.client_address);
+    }
+    if (trusted) return;
+    const std::string id =
+        effective_authserv_id(config.headers.authserv_id, config.network.our_names);
+    const std::string value = verdict
+                                  ? render_authentication_results(
+                                        id, authentication_results_from_symbols(verdict->symbols))
+                                  : std::string();
+    append_authentication_results_edits(m.auth_results, id, value, c.negotiation, c.out);
+  } catch (const std::exception& e) {
+    spdlog::warn("milter: message {}: cannot add Authentication-Results: {}", m.tx.id, e.what());
+  }
+}
+
 // Handles one complete frame; appends the replies to c.out. Returns false when the connection
 // must close (c.closed is then set, or the MTA said QUIT).
 asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
@@ -396,6 +426,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       if (!header) co_return malformed();
       MilterMessage& m = current_message(s, c);
       m.spam_headers.observe(header->name);
+      m.auth_results.observe(header->name, header->value);
       if (m.spam_headers.overflowed() && !m.header_warned) {
         m.header_warned = true;
         spdlog::warn(
@@ -459,6 +490,7 @@ asio::awaitable<bool> handle(std::shared_ptr<MilterServerState> sp,
       if (!(verdict && append_refusal(*verdict, Stage::eom, c.out))) {
         append_eom_edits(verdict ? &*verdict : nullptr, c.message->spam_headers, c.negotiation,
                          c.out);
+        append_authentication_results(s, c, *c.message, verdict ? &*verdict : nullptr);
         append_batv_signature(s, c, m.tx);
         append_frame(c.out, milter::kReplyAccept);
       }

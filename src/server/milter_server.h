@@ -22,6 +22,12 @@
 //   An accepted message gets its incoming X-Spam-* and X-Spamward-* fields deleted, then
 //   X-Spam-Score and X-Spamward-Symbols (and X-Spam-Flag: YES when tagged) added, then
 //   SMFIR_ACCEPT. dry_run verdicts only add headers.
+// - Authentication-Results (RFC 8601), when the current config has [headers]
+//   authentication_results: after those edits, the incoming Authentication-Results fields that
+//   carry our authserv-id (effective_authserv_id(), case-insensitive) are deleted by index and
+//   ours (SPF, DKIM, DMARC results of the verdict's symbols) is added; fields with other
+//   authserv-ids stay. Nothing for a trusted client (verdict.trusted, or its address in
+//   [network] trusted when the engine failed); deletions only when the engine failed.
 // - BATV signing (issue 7, auth/batv.h): when the current config has [batv] keys, spamward asks
 //   for SMFIF_CHGFROM at negotiation; an accepted message whose client authenticated
 //   ({auth_authen}) or is in [network] trusted, with a non-empty sender not yet tagged, gets

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "auth/authentication_results.h"
 #include "core/strings.h"
 #include "core/symbol.h"
 
@@ -533,7 +534,8 @@ std::string spamd_report_body(const Verdict* verdict, const SpamdOutcome& o) {
 }
 
 std::string spamd_rewrite_message(std::string_view message, const Verdict* verdict,
-                                  const SpamdOutcome& o, bool headers_only) {
+                                  const SpamdOutcome& o, bool headers_only,
+                                  const SpamdAuthResults& auth_results) {
   std::string eol = "\n";
   if (size_t first = message.find('\n');
       first != std::string_view::npos && first > 0 && message[first - 1] == '\r')
@@ -562,6 +564,20 @@ std::string spamd_rewrite_message(std::string_view message, const Verdict* verdi
       size_t colon = content.find(':');
       skipping =
           colon != std::string_view::npos && is_spamd_owned_header(trim(content.substr(0, colon)));
+      if (colon != std::string_view::npos && !auth_results.authserv_id.empty() &&
+          iequals(trim(content.substr(0, colon)), "Authentication-Results")) {
+        // The authserv-id may follow on a continuation line: read the whole field.
+        std::string value(content.substr(colon + 1));
+        for (size_t next = end; next < message.size() && value.size() < 1024;) {
+          if (message[next] != ' ' && message[next] != '\t') break;
+          size_t next_nl = message.find('\n', next);
+          size_t next_end = next_nl == std::string_view::npos ? message.size() : next_nl + 1;
+          value += ' ';
+          value.append(message.substr(next, next_end - next));
+          next = next_end;
+        }
+        skipping = iequals(authserv_id_of(value), auth_results.authserv_id);
+      }
     }
     if (!skipping) out.append(line);
     pos = end;
@@ -597,6 +613,11 @@ std::string spamd_rewrite_message(std::string_view message, const Verdict* verdi
     }
     out += value + eol;
   }
+  if (!auth_results.authserv_id.empty() && !auth_results.value.empty()) {
+    constexpr std::string_view kName = "Authentication-Results: ";
+    out +=
+        std::string(kName) + fold_header_value(auth_results.value, kName.size(), eol + "\t") + eol;
+  }
 
   if (header_end != std::string_view::npos) {
     if (headers_only) {
@@ -611,7 +632,7 @@ std::string spamd_rewrite_message(std::string_view message, const Verdict* verdi
 }
 
 std::string format_spamd_reply(const SpamdRequest& request, const Verdict* verdict,
-                               double tag_threshold) {
+                               double tag_threshold, const SpamdAuthResults& auth_results) {
   const SpamdOutcome o = spamd_outcome(verdict, tag_threshold);
   const std::string spam_line =
       "Spam: " + spamd_spam_header_value(o, request.command == SpamdCommand::report_ifspam) +
@@ -653,7 +674,8 @@ std::string format_spamd_reply(const SpamdRequest& request, const Verdict* verdi
                           request.message_size, request.message.size()));
         }
       }
-      std::string rewritten = spamd_rewrite_message(request.message, verdict, o, headers_only);
+      std::string rewritten =
+          spamd_rewrite_message(request.message, verdict, o, headers_only, auth_results);
       if (v13) {
         return fmt::format("SPAMD/1.1 0 EX_OK\r\nContent-length: {}\r\n{}\r\n{}", rewritten.size(),
                            spam_line, rewritten);

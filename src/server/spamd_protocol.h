@@ -18,6 +18,7 @@
 //   PROCESS, HEADERS  SPAMD/1.1 0 EX_OK / Content-length: N / Spam: ... / (empty line) / the
 //                     message (HEADERS: its header block and the empty line only) with the
 //                     incoming X-Spam-* and X-Spamward-* fields removed and ours added
+//                     (and Authentication-Results, see SpamdAuthResults)
 //                     (before 1.3 there is no Spam: line; before 1.2 no Content-length)
 //   PING              SPAMD/1.5 0 PONG
 //   TELL              SPAMD/1.1 0 EX_OK / DidSet: local / DidRemove: local / (empty line)
@@ -183,13 +184,23 @@ std::string format_spamd_error(const SpamdParser& parser);
 
 inline constexpr std::string_view kSpamdPong = "SPAMD/1.5 0 PONG\r\n";
 
+// [headers] authentication_results for PROCESS and HEADERS: the incoming
+// Authentication-Results fields whose authserv-id is `authserv_id` (case-insensitive) are
+// removed and `value` (unfolded, rendered by auth/authentication_results.h) is added as
+// "Authentication-Results: VALUE" after X-Spam-Status, folded past 78 columns. An empty
+// authserv_id turns both off (the default, and trusted clients); an empty value adds nothing.
+struct SpamdAuthResults {
+  std::string authserv_id;
+  std::string value;
+};
+
 // The reply to CHECK, SYMBOLS, REPORT, REPORT_IFSPAM, PROCESS or HEADERS for `verdict` (null:
 // fail open) with the tag threshold `tag_threshold`. PROCESS of a truncated message (over
 // max_message_bytes), and HEADERS when the header block itself was cut, answer an EX_DATAERR
 // error instead: spamward never returns part of a message (spamc then passes the original
 // through unchanged).
 std::string format_spamd_reply(const SpamdRequest& request, const Verdict* verdict,
-                               double tag_threshold);
+                               double tag_threshold, const SpamdAuthResults& auth_results = {});
 
 // The reply to an accepted TELL.
 std::string format_spamd_tell_reply(bool did_set_local, bool did_remove_local);
@@ -210,8 +221,10 @@ std::string spamd_report_body(const Verdict* verdict, const SpamdOutcome& o);
 //   X-Spam-Status: Yes, score=1000.0 required=6.0 tests=GTUBE,HDR_MISSING_DATE
 // (long values are folded). A null verdict adds nothing. headers_only: the header block and
 // its empty line only (HEADERS). Every other byte is kept as it was.
+// With auth_results (see SpamdAuthResults) the Authentication-Results fields too.
 std::string spamd_rewrite_message(std::string_view message, const Verdict* verdict,
-                                  const SpamdOutcome& o, bool headers_only);
+                                  const SpamdOutcome& o, bool headers_only,
+                                  const SpamdAuthResults& auth_results = {});
 
 // True for X-Spam-* and X-Spamward-* (case-insensitive).
 bool is_spamd_owned_header(std::string_view name);

@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "auth/authentication_results.h"
 #include "core/config.h"
 #include "core/strings.h"
 #include "server/stream_server.h"
@@ -331,7 +332,20 @@ asio::awaitable<void> serve_spamd(std::shared_ptr<SpamdServerState> s,
       }
       auto evaluation = evaluate(*s, engine, tx);  // named first: GCC PR 100611
       std::optional<Verdict> verdict = co_await std::move(evaluation);
-      c->reply = format_spamd_reply(request, verdict ? &*verdict : nullptr, threshold);
+      SpamdAuthResults auth_results;  // [headers] authentication_results; trusted: nothing
+      if ((request.command == SpamdCommand::process || request.command == SpamdCommand::headers) &&
+          engine && engine->config().headers.authentication_results &&
+          !(verdict && verdict->trusted)) {
+        const Config& config = engine->config();
+        auth_results.authserv_id =
+            effective_authserv_id(config.headers.authserv_id, config.network.our_names);
+        if (verdict) {
+          auth_results.value = render_authentication_results(
+              auth_results.authserv_id, authentication_results_from_symbols(verdict->symbols));
+        }
+      }
+      c->reply =
+          format_spamd_reply(request, verdict ? &*verdict : nullptr, threshold, auth_results);
       spdlog::debug(
           "spamd: {} {} from {} user='{}' {} bytes: {}", to_string(request.command), tx.id,
           c->peer_name(), printable(request.user), request.message_size,

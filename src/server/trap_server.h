@@ -31,8 +31,8 @@ struct TrapServerState;
 }
 
 struct TrapOptions {
-  std::vector<Prefix> trusted;     // [network] trusted
-  bool record_offences = true;     // false in dry-run mode
+  std::vector<Prefix> trusted;         // [network] trusted
+  bool record_offences = true;         // false in dry-run mode
   std::string hostname = "localhost";  // in the greeting
   int64_t max_connections = 256;
 };

@@ -55,11 +55,11 @@ struct AddressGuessingOptions {
 
 struct GuessVerdict {
   bool guessing = false;
-  bool campaign = false;         // guessing because of a campaign rather than its own count
-  bool newly_flagged = false;    // the client's first flag in this window (an offence now)
-  std::string evidence;          // e.g. "3 unknown recipients in 10m: a@x, b@x, c@x"
+  bool campaign = false;                // guessing because of a campaign rather than its own count
+  bool newly_flagged = false;           // the client's first flag in this window (an offence now)
+  std::string evidence;                 // e.g. "3 unknown recipients in 10m: a@x, b@x, c@x"
   std::vector<IpAddress> participants;  // campaign members flagged now, besides the client
-  std::optional<Ban> ban;        // the client's ban when an offence was recorded now
+  std::optional<Ban> ban;               // the client's ban when an offence was recorded now
 };
 
 class AddressGuessing {

@@ -20,13 +20,19 @@ constexpr size_t kMaxLine = 4096;
 constexpr size_t kMaxEntry = 254;  // RFC 5321 path limit, less the brackets
 constexpr size_t kMaxEntries = 2'000'000;
 
-bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+bool is_blank(char c) {
+  return c == ' ' || c == '\t' || c == '\r';
+}
 
 // Local parts always valid at our domains (RFC 5321 §4.5.1, RFC 2142).
-bool is_role_account(std::string_view local) { return local == "postmaster" || local == "abuse"; }
+bool is_role_account(std::string_view local) {
+  return local == "postmaster" || local == "abuse";
+}
 
 // How far a typo may be from the address meant.
-size_t typo_distance(std::string_view local) { return local.size() <= 5 ? 1 : 2; }
+size_t typo_distance(std::string_view local) {
+  return local.size() <= 5 ? 1 : 2;
+}
 
 }  // namespace
 
@@ -49,7 +55,8 @@ RecipientSet RecipientSet::parse(std::string_view text) {
     while (key_end < line.size() && !is_blank(line[key_end]) && line[key_end] != '#') ++key_end;
     std::string key = to_lower(line.substr(0, key_end));
     if (key.size() > kMaxEntry)
-      throw RecipientListError(line_no, "entry longer than " + std::to_string(kMaxEntry) + " bytes");
+      throw RecipientListError(line_no,
+                               "entry longer than " + std::to_string(kMaxEntry) + " bytes");
     for (unsigned char c : key) {
       if (c < 0x21 || c == 0x7f)
         throw RecipientListError(line_no, "control character in " + printable(key));

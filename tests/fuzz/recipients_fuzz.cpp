@@ -62,8 +62,8 @@ void fuzz_guessing(std::string_view in) {
   auto store = make_memory_store(clock);
   Reputation reputation(*store, clock, ReputationConfig{}, std::chrono::milliseconds(0));
   AddressGuessing guessing(*store, clock, AddressGuessingOptions{}, &reputation);
-  static const char* const kKeys[] = {"a|192.0.2.1",      "a|192.0.2.2",  "n|192.0.2.0/24",
-                                      "d|example.org",    "a|2001:db8::1", "n|2001:db8::/64",
+  static const char* const kKeys[] = {"a|192.0.2.1",       "a|192.0.2.2",   "n|192.0.2.0/24",
+                                      "d|example.org",     "a|2001:db8::1", "n|2001:db8::/64",
                                       "n|198.51.100.0/24", "a|198.51.100.7"};
   size_t pos = 0;
   while (pos + 2 <= in.size()) {

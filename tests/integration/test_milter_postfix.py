@@ -12,7 +12,10 @@ One private Postfix and one spamward, shared by the steps below (test_1..test_5)
      (at DATA); after min_delay the same message is accepted and delivered to both;
   4. a message over [limits] max_message_bytes (several 64 KiB body chunks) is delivered
      complete, scored on what spamward read (SMFIR_SKIP), never refused for its size;
-  5. a tagged message (score over `tag`; greylisted first) gets X-Spam-Flag: YES.
+  5. a tagged message (score over `tag`; greylisted first) gets X-Spam-Flag: YES;
+  6. with [headers] authentication_results (a reload), the delivered mail has exactly one
+     Authentication-Results with our authserv-id; a forged one with our id is removed, one
+     with another id stays (RFC 8601 §5).
 Clients are presented with XCLIENT (documentation addresses), and `[network] trusted = []`. Greylisting is
 selective, and `[scores] HELO_NOT_FQDN = 3.5` puts a client with a bare HELO over the greylist
 threshold; HELO_BARE_IP = 7 puts one over the tag threshold (the DNS is unreachable by design).
@@ -55,12 +58,13 @@ class MilterWithPostfix(h.IntegrationCase):
     def setUpClass(cls):
         cls.tmp = h.make_tempdir()
         cls.milter_port = h.free_port()
-        cls.sw = h.Spamward(cls.tmp, {
+        cls.overrides = {
             "listen": {"milter": f"127.0.0.1:{cls.milter_port}"},
             "greylist": {"mode": "selective", "min_delay": f"{int(MIN_DELAY)}s"},
             "scores": {"HELO_NOT_FQDN": 3.5, "HELO_BARE_IP": 7.0},
             "limits": {"max_message_bytes": MAX_MESSAGE_BYTES},
-        })
+        }
+        cls.sw = h.Spamward(cls.tmp, cls.overrides)
         cls.sw.start()
         if not h.wait_until(lambda: h.port_accepts(cls.milter_port), 10):
             raise AssertionError("spamward does not listen on its milter port:\n" + cls.sw.diagnostics())
@@ -232,6 +236,42 @@ class MilterWithPostfix(h.IntegrationCase):
         score = float(header_lines(msg, "X-Spam-Score")[0])
         self.assertGreaterEqual(score, 6.0)
         self.assertIn("HELO_BARE_IP(7.00)", header_lines(msg, "X-Spamward-Symbols")[0])
+
+    # 6 --------------------------------------------------------------------------------
+    def reload_with(self, overrides):
+        since = self.sw.log_size()
+        self.sw.reload(overrides)
+        self.assertTrue(self.sw.wait_log(r"config reloaded from", since=since, timeout=5),
+                        self.sw.log_text(since))
+
+    def test_6_authentication_results_header(self):
+        self.reload_with({**self.overrides, "headers": {"authentication_results": True,
+                                                        "authserv_id": "mx.spamward.test"}})
+        self.addCleanup(self.reload_with, self.overrides)
+        token = "authres-" + uuid.uuid4().hex[:12]
+        rc, transcript = self.send(GOOD, token, headers=[
+            "Authentication-Results: MX.Spamward.Test; spf=pass smtp.mailfrom=forged.example",
+            "Authentication-Results: other.example; dkim=pass header.d=kept.example"])
+        self.assertEqual(rc, 0, transcript)
+        msg = self.pf.wait_message(token, timeout=10)
+        self.assertTrue(msg, f"message {token} was not delivered:\n{transcript}")
+        results = header_lines(msg, "Authentication-Results")
+        ours = [v for v in results if v.lower().startswith("mx.spamward.test;")]
+        self.assertEqual(len(ours), 1, f"exactly one Authentication-Results of ours:\n{msg}")
+        self.assertTrue(ours[0].startswith("mx.spamward.test; "), ours[0])
+        self.assertNotIn("forged.example", msg, "the forged one with our authserv-id is removed")
+        self.assertIn("other.example; dkim=pass header.d=kept.example", results,
+                      "one with another authserv-id stays")
+        self.assertEqual(len(results), 2, msg)
+        # The results of this mail: SPF for the envelope sender (the DNS is unreachable, so
+        # no pass) and no DKIM signature.
+        self.assertRegex(ours[0], r"; spf=[a-z]+ smtp\.mailfrom=example\.net;", ours[0])
+        self.assertIn("dkim=none", ours[0])
+        # The raw Maildir file: one line that starts the field.
+        starts = [l for l in msg.replace("\r\n", "\n").split("\n\n", 1)[0].split("\n")
+                  if l.startswith("Authentication-Results: mx.spamward.test;")]
+        self.assertEqual(len(starts), 1, msg)
+        self.assertEqual(header_lines(msg, "X-Spam-Score").__len__(), 1, msg)
 
 
 if __name__ == "__main__":

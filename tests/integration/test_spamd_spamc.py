@@ -209,6 +209,35 @@ class SpamdSpamc(h.IntegrationCase):
         self.assertIn(b"X-Spam-Status: No, score=0.0", out)
         self.assertNotIn(b"X-Spam-Flag", out)
 
+    def test_process_adds_authentication_results_when_enabled(self):
+        # [headers] authentication_results, in a daemon of its own: PROCESS returns one
+        # Authentication-Results with our authserv-id (from [network] our_names); a forged one
+        # with our id is removed, one with another id stays.
+        port = h.free_port()
+        sw = h.Spamward(self.tmp_class, {
+            "listen": {"spamd": f"127.0.0.1:{port}"},
+            "network": {"trusted": [], "our_names": ["mail.spamward.test"]},
+            "headers": {"authentication_results": True},
+        }, name="spamward-authres")
+        self.addCleanup(sw._cleanup)
+        sw.start()
+        self.assertTrue(h.wait_until(lambda: h.port_accepts(port), 10), sw.diagnostics())
+        forged = ("Authentication-Results: Mail.Spamward.Test; dkim=pass header.d=forged.example\n"
+                  "Authentication-Results: other.example; spf=pass smtp.mailfrom=kept.example\n")
+        argv = [SPAMC, "-d", "127.0.0.1", "-p", str(port), "--connect-retries=1", "-t", "10"]
+        p = subprocess.run(argv, input=message(extra=forged), capture_output=True, timeout=20)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        head = p.stdout.decode().partition("\n\n")[0]
+        fields = re.sub(r"\n[ \t]+", " ", head).split("\n")
+        results = [l for l in fields if l.lower().startswith("authentication-results:")]
+        self.assertEqual(results, [
+            "Authentication-Results: other.example; spf=pass smtp.mailfrom=kept.example",
+            "Authentication-Results: mail.spamward.test; dkim=none"], head)
+        self.assertNotIn("forged.example", p.stdout.decode())
+        # spamc -c (CHECK) is unchanged.
+        p = subprocess.run(argv + ["-c"], input=message(), capture_output=True, timeout=20)
+        self.assertEqual(p.stdout, b"0.0/6.0\n", p.stderr)
+
     def test_exim_request_shape(self):
         # Exim's spam.c (SpamAssassin variant) sends "REPORT SPAMC/1.2" with User and
         # Content-length, half-closes, reads to EOF and parses with sscanf

@@ -526,3 +526,43 @@ TEST(ConfigImap, Errors) {
   ASSERT_TRUE(err);
   EXPECT_NE(std::string(err->what()).find("spam_folders"), std::string::npos) << err->what();
 }
+
+// [headers] (Authentication-Results, RFC 8601): defaults, every key, and the validation of
+// authserv_id (a plain host or domain name, written bare into the header).
+TEST(ConfigHeaders, DefaultsKeysAndErrors) {
+  Config d = parse_config("", "d.toml");
+  EXPECT_FALSE(d.headers.authentication_results);
+  EXPECT_EQ(d.headers.authserv_id, "");
+
+  Config c = parse_config(
+      "[headers]\nauthentication_results = true\nauthserv_id = \"MX-1.example.org\"\n", "t.toml");
+  EXPECT_TRUE(c.headers.authentication_results);
+  EXPECT_EQ(c.headers.authserv_id, "MX-1.example.org");
+
+  EXPECT_CONFIG_ERROR("[headers]\nauthentication_results = \"yes\"\n", 2,
+                      "headers.authentication_results");
+  EXPECT_CONFIG_ERROR("[headers]\nauthserv_id = 3\n", 2, "headers.authserv_id");
+  EXPECT_CONFIG_ERROR("[headers]\n\nauthserv_id = \"mx example.org\"\n", 3, "headers.authserv_id");
+  EXPECT_CONFIG_ERROR("[headers]\nauthserv_id = \"mx.example.org;dkim=pass\"\n", 2,
+                      "headers.authserv_id");
+  EXPECT_CONFIG_ERROR("[headers]\nauthserv_id = \"\\\"quoted\\\"\"\n", 2, "headers.authserv_id");
+  EXPECT_CONFIG_ERROR("[headers]\nauthserv_id = \"mx.example.org.\"\n", 2, "headers.authserv_id");
+  EXPECT_CONFIG_ERROR("[headers]\nauthserv_id = \"a..b\"\n", 2, "headers.authserv_id");
+  EXPECT_CONFIG_ERROR("[headers]\nauthserv_id = \"mx\\r\\nX-Spam-Flag: NO\"\n", 2,
+                      "headers.authserv_id");
+  EXPECT_CONFIG_ERROR("[headers]\nauthentication_result = true\n", 2,
+                      "headers.authentication_result");
+
+  auto err = error_of("[headers]\nauthserv_id = \"a b\"\n");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(std::string(err->what()).rfind("test.toml:2: key 'headers.authserv_id': ", 0), 0u)
+      << err->what();
+  EXPECT_NE(std::string(err->what()).find("host or domain name"), std::string::npos) << err->what();
+
+  // The shipped file restates the defaults.
+  const std::string path =
+      (std::filesystem::path(SPAMWARD_SOURCE_DIR) / "config" / "spamward.toml").string();
+  Config shipped = load_config(path);
+  EXPECT_FALSE(shipped.headers.authentication_results);
+  EXPECT_EQ(shipped.headers.authserv_id, "");
+}

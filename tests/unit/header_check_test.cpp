@@ -197,6 +197,28 @@ TEST_F(HeaderCheckTest, DisplayNameShowingAnotherDomain) {
   EXPECT_TRUE(names().empty());
 }
 
+TEST_F(HeaderCheckTest, EncodedWordsNeverTakeOverTheAddress) {
+  // "<admin@bank.example>" hidden in an encoded display name: the real address stays the one
+  // in the brackets, and the display name shows another domain.
+  auto m = parse_message(
+      "From: =?utf-8?B?PGFkbWluQGJhbmsuZXhhbXBsZT4=?= <evil@x.example>\r\n"
+      "Date: Wed, 2 Dec 2026 12:00:00 +0000\r\nMessage-ID: <a@b.example>\r\n\r\nbody\r\n");
+  const HeaderField* from = m.header("From");
+  ASSERT_NE(from, nullptr);
+  auto mailboxes = field_mailboxes(*from);
+  ASSERT_EQ(mailboxes.size(), 1u);
+  EXPECT_EQ(mailboxes[0].address, "evil@x.example");
+  EXPECT_EQ(mailboxes[0].display, "<admin@bank.example>");
+  // An encoded comma in a display name does not split the mailbox either.
+  auto comma = parse_message("From: =?utf-8?Q?Smith=2C_John?= <john@x.example>\r\n\r\n");
+  auto list = field_mailboxes(*comma.header("From"));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].display, "Smith, John");
+  EXPECT_TRUE(list[0].valid);
+  msg_ = m;
+  EXPECT_EQ(names(), std::vector<std::string>{"HDR_FROM_DISPLAY_MISMATCH"});
+}
+
 TEST_F(HeaderCheckTest, EightBitHeader) {
   add_good_headers();
   msg_.header_8bit = true;

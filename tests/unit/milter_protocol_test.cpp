@@ -563,5 +563,107 @@ TEST(MilterReplies, ChangeFromFrame) {
   EXPECT_TRUE(bad.empty());
 }
 
+// Authentication-Results (RFC 8601, [headers]): incoming fields are remembered with their
+// authserv-id; those naming ours are deleted by index (highest first), others stay.
+TEST(MilterHeaders, AuthResultsDeletionsOnlyForOurAuthservId) {
+  AuthResultsTracker t;
+  t.observe("Authentication-Results", " mx.example.org; spf=pass smtp.mailfrom=a.example");
+  t.observe("Subject", " mx.example.org; none");
+  t.observe("authentication-results", " other.example; dkim=pass header.d=a.example");
+  t.observe("Authentication-Results", " (forged)\n\tMX.Example.ORG; dmarc=pass");
+  t.observe("Authentication-Results", " \"mx.example.org\"; none");
+  t.observe("Authentication-Results", " mx.example.org.evil; none");
+  t.observe("Authentication-Results-Original", " mx.example.org; none");
+  EXPECT_EQ(t.count(), 5u);
+  std::string out;
+  EXPECT_EQ(t.append_deletions(out, "mx.example.org"), 3u);
+  auto f = frames(out);
+  ASSERT_EQ(f.size(), 3u);
+  for (const auto& [code, data] : f) EXPECT_EQ(code, 'm');
+  // The name as first seen; indexes 4, 3, 1 (2 is other.example, 5 another id).
+  EXPECT_EQ(f[0].second, be32(4) + "Authentication-Results\0\0"s);
+  EXPECT_EQ(f[1].second, be32(3) + "Authentication-Results\0\0"s);
+  EXPECT_EQ(f[2].second, be32(1) + "Authentication-Results\0\0"s);
+
+  out.clear();
+  EXPECT_EQ(t.append_deletions(out, "elsewhere.example"), 0u);
+  EXPECT_EQ(out, "");
+
+  AuthResultsTracker many;
+  for (size_t i = 0; i < AuthResultsTracker::kMaxFields + 10; ++i)
+    many.observe("Authentication-Results", "mx.example.org; none");
+  EXPECT_EQ(many.count(), AuthResultsTracker::kMaxFields);
+  many.clear();
+  EXPECT_EQ(many.count(), 0u);
+}
+
+TEST(MilterReplies, AuthenticationResultsEdits) {
+  MilterNegotiated n = *negotiate({6, 0x1ff, 0x1fffff});
+  AuthResultsTracker incoming;
+  incoming.observe("Authentication-Results", " other.example; spf=fail");
+  incoming.observe("Authentication-Results", " mx.example.org; dkim=pass header.d=forged.example");
+  std::string out;
+  append_authentication_results_edits(incoming, "mx.example.org",
+                                      "mx.example.org; spf=pass smtp.mailfrom=example.net", n, out);
+  auto f = frames(out);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].first, 'm');
+  EXPECT_EQ(f[0].second, be32(2) + "Authentication-Results\0\0"s) << "ours deleted first";
+  EXPECT_EQ(f[1].first, 'h');
+  EXPECT_EQ(f[1].second,
+            "Authentication-Results\0 mx.example.org; spf=pass smtp.mailfrom=example.net\0"s);
+
+  // Off (no authserv-id): nothing at all, not even deletions.
+  out.clear();
+  append_authentication_results_edits(incoming, "", "x; none", n, out);
+  EXPECT_EQ(out, "");
+
+  // No value (the engine failed): deletions only. No CHGHEADER: the addition only.
+  out.clear();
+  append_authentication_results_edits(incoming, "mx.example.org", "", n, out);
+  f = frames(out);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].first, 'm');
+  MilterNegotiated add_only = *negotiate({6, milter::kActAddHeaders, 0});
+  out.clear();
+  append_authentication_results_edits(incoming, "mx.example.org", "mx.example.org; none", add_only,
+                                      out);
+  f = frames(out);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].second, "Authentication-Results\0mx.example.org; none\0"s);
+
+  // A long value is folded ("\n\t") at spaces outside quoted strings, lines under 80.
+  std::string value = "mx.example.org";
+  for (int i = 0; i < 6; ++i)
+    value += "; dkim=fail reason=\"signature did not verify at all\" header.d=d" +
+             std::to_string(i) + ".example";
+  out.clear();
+  append_authentication_results_edits(AuthResultsTracker{}, "mx.example.org", value, add_only, out);
+  f = frames(out);
+  ASSERT_EQ(f.size(), 1u);
+  std::string got = f[0].second.substr(f[0].second.find('\0') + 1);
+  got.pop_back();
+  EXPECT_NE(got.find("\n\t"), std::string::npos);
+  EXPECT_EQ(got.find("did\n\t"), std::string::npos) << "never inside a quoted string";
+  std::string unfolded;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (got[i] == '\n' && i + 1 < got.size() && got[i + 1] == '\t') {
+      unfolded += ' ';
+      ++i;
+    } else {
+      unfolded += got[i];
+    }
+  }
+  EXPECT_EQ(unfolded, value);
+  std::string line_text = "Authentication-Results: " + got;
+  size_t start = 0;
+  for (size_t pos = 0; pos <= line_text.size(); ++pos) {
+    if (pos == line_text.size() || line_text[pos] == '\n') {
+      EXPECT_LE(pos - start, 79u) << line_text.substr(start, pos - start);
+      start = pos + 1;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace spamward

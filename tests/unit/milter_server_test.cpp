@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth/authentication_results.h"
 #include "auth/batv.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -723,6 +724,112 @@ TEST(MilterBatv, SignedSenderRules) {
   EXPECT_FALSE(batv_signed_sender(config, tx, clock.now())) << "cannot sign: left alone";
   tx.sender = "";
   EXPECT_FALSE(batv_signed_sender(config, tx, clock.now()));
+}
+
+// At end of message: the symbols of the SPF and DKIM checks, as they spell their details.
+class AuthSymbolsCheck final : public Check {
+ public:
+  std::string_view name() const override { return "test_auth"; }
+  Stage stage() const override { return Stage::eom; }
+  Family family() const override { return Family::auth; }
+  std::optional<std::vector<Symbol>> run_now(const Transaction&) override {
+    return std::vector<Symbol>{{"SPF_PASS", 0.0, Family::auth, "mfrom example.net: pass", false},
+                               {"DKIM_VALID", 0.0, Family::auth, "example.net", false}};
+  }
+  boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) override {
+    co_return *run_now(tx);
+  }
+};
+
+// [headers] authentication_results (RFC 8601): an accepted message gets our
+// Authentication-Results; incoming ones carrying our authserv-id (any case) are deleted by
+// index first, others stay; a trusted client gets nothing added or deleted; off by default.
+TEST_F(MilterServerTest, AuthenticationResultsAddedAndOursRemoved) {
+  auto config = std::make_shared<Config>();
+  config->greylist.mode = "off";
+  config->headers.authentication_results = true;
+  config->headers.authserv_id = "mx.example.org";
+  config->network.trusted.clear();
+  config->network.trusted.push_back(*Prefix::parse("192.0.2.9/32"));
+  Env env;
+  env.clock = &clock_;
+  env.metrics = &metrics_;
+  env.store = store_.get();
+  std::vector<std::unique_ptr<Check>> checks;
+  checks.push_back(std::make_unique<ByAddressCheck>());
+  checks.push_back(std::make_unique<AuthSymbolsCheck>());
+  engine_ = std::make_shared<Engine>(config, env, std::move(checks));
+  server_ = std::make_unique<MilterServer>(
+      io_.get_executor(), [this] { return engine_; }, MilterLimits{}, metrics_);
+  server_->listen(*ListenSpec::parse("127.0.0.1:0"));
+  server_->start();
+  thread_ = std::thread([this] { io_.run(); });
+
+  auto message = [&](const std::string& client) {
+    Mta mta(server_->port());
+    envelope(mta, client);
+    mta.command('L', "Authentication-Results\0 mx.example.org; spf=pass smtp.mailfrom=x\0"s);
+    mta.command('L', "Authentication-Results\0 other.example; dkim=pass header.d=x\0"s);
+    mta.command('L', "Subject\0 hi\0"s);
+    mta.command('L', "authentication-results\0 MX.Example.Org;\n\tdmarc=pass\0"s);
+    mta.command('N');
+    return mta.eom();
+  };
+  auto count = [](const std::vector<Reply>& rs, char code) {
+    size_t n = 0;
+    for (const auto& r : rs)
+      if (r.code == code && r.data.find("uthentication-Results") != std::string::npos) ++n;
+    return n;
+  };
+
+  auto rs = message("192.0.2.1");
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a');
+  EXPECT_TRUE(has_frame(rs, 'm', be32(3) + "Authentication-Results\0\0"s));
+  EXPECT_TRUE(has_frame(rs, 'm', be32(1) + "Authentication-Results\0\0"s));
+  EXPECT_EQ(count(rs, 'm'), 2u) << "other.example (index 2) stays";
+  EXPECT_TRUE(has_frame(rs, 'h',
+                        "Authentication-Results\0 mx.example.org; spf=pass "
+                        "smtp.mailfrom=example.net;\n\tdkim=pass header.d=example.net\0"s));
+  EXPECT_EQ(count(rs, 'h'), 1u);
+  size_t last_delete = 0, add = 0;
+  for (size_t i = 0; i < rs.size(); ++i) {
+    if (rs[i].code == 'm' && rs[i].data.find("Authentication-Results") != std::string::npos)
+      last_delete = i;
+    if (rs[i].code == 'h' && rs[i].data.starts_with("Authentication-Results")) add = i;
+  }
+  EXPECT_LT(last_delete, add) << "deleted before ours is added";
+
+  // A trusted client: never checked, so no Authentication-Results edits at all.
+  rs = message("192.0.2.9");
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a');
+  EXPECT_EQ(count(rs, 'h'), 0u);
+  EXPECT_EQ(count(rs, 'm'), 0u);
+
+  // Off (the default): incoming ones stay and none is added.
+  auto off = std::make_shared<Config>(*config);
+  off->headers.authentication_results = false;
+  std::vector<std::unique_ptr<Check>> off_checks;
+  off_checks.push_back(std::make_unique<AuthSymbolsCheck>());
+  engine_ = std::make_shared<Engine>(off, env, std::move(off_checks));
+  rs = message("192.0.2.1");
+  ASSERT_FALSE(rs.empty());
+  EXPECT_EQ(rs.back().code, 'a');
+  EXPECT_TRUE(find_header(rs, "X-Spam-Score"));
+  EXPECT_EQ(count(rs, 'h'), 0u);
+  EXPECT_EQ(count(rs, 'm'), 0u);
+}
+
+TEST(MilterAuthservId, ConfiguredThenOurNamesThenHostName) {
+  EXPECT_EQ(effective_authserv_id("mx.example.org", {"a.example"}), "mx.example.org");
+  EXPECT_EQ(effective_authserv_id("", {"a.example", "b.example"}), "a.example");
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  EXPECT_EQ(effective_authserv_id("", {}), host[0] ? std::string(host) : "localhost");
+  EXPECT_EQ(authserv_id_of(" (c (nested)) \"mx.example.org\"; none"), "mx.example.org");
+  EXPECT_EQ(authserv_id_of("mx.example.org 1; none"), "mx.example.org");
+  EXPECT_EQ(authserv_id_of("   "), "");
 }
 
 }  // namespace

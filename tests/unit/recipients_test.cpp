@@ -2,8 +2,6 @@
 // (state/recipient_list.h), the guessing tracker (state/address_guessing.h) and the recipients
 // check through the Engine (checks/recipients_check.h).
 #include <gtest/gtest.h>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -11,6 +9,7 @@
 #include "checks/recipients_check.h"
 #include "core/edit_distance.h"
 #include "engine/engine.h"
+#include "engine_support.h"
 #include "state/address_guessing.h"
 #include "state/recipient_list.h"
 #include "test_support.h"
@@ -85,22 +84,16 @@ TEST(RecipientSet, RejectsBadLinesNamingTheLine) {
 }
 
 TEST(RecipientList, ReloadsAChangedFileAndKeepsTheLastGoodList) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("spamward-rcpt-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("spamward-rcpt-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto path = (dir / "recipients").string();
-  {
-    std::ofstream(path) << "alice@example.org\n";
-  }
+  { std::ofstream(path) << "alice@example.org\n"; }
   RecipientList list(path, 0ms);
   EXPECT_EQ(list.current()->classify("bob@example.org").status, RecipientStatus::unknown);
-  {
-    std::ofstream(path) << "alice@example.org\nbob@example.org\n";
-  }
+  { std::ofstream(path) << "alice@example.org\nbob@example.org\n"; }
   EXPECT_EQ(list.current()->classify("bob@example.org").status, RecipientStatus::valid);
-  {
-    std::ofstream(path) << "alice@example.org\nbroken@\nbob@example.org\ncarol@example.org\n";
-  }
+  { std::ofstream(path) << "alice@example.org\nbroken@\nbob@example.org\ncarol@example.org\n"; }
   // A bad edit keeps the last good list.
   EXPECT_EQ(list.current()->classify("bob@example.org").status, RecipientStatus::valid);
   EXPECT_EQ(list.current()->classify("carol@example.org").status, RecipientStatus::unknown);
@@ -169,8 +162,8 @@ TEST_F(GuessingTest, GuessesSpreadOverANetworkCount) {
 }
 
 TEST_F(GuessingTest, CampaignOverTenNetworksFlagsEveryParticipant) {
-  const char* parts[] = {"ceo", "info", "sales", "admin", "hr", "jobs", "billing", "office",
-                         "contact", "webmaster", "marketing", "press"};
+  const char* parts[] = {"ceo",     "info",   "sales",   "admin",     "hr",        "jobs",
+                         "billing", "office", "contact", "webmaster", "marketing", "press"};
   std::vector<IpAddress> clients;
   bool detected = false;
   for (int n = 0; n < 10; ++n) {
@@ -202,8 +195,8 @@ TEST_F(GuessingTest, NetworksThatAlsoSendValidMailAreNoCampaign) {
     auto client = ip(("192.0." + std::to_string(10 + n) + ".5").c_str());
     guess_->note_valid(client);
     EXPECT_FALSE(guess_->note_unknown(client, "old1@example.org").guessing);
-    EXPECT_FALSE(guess_->note_unknown(client, "old" + std::to_string(n + 2) + "@example.org")
-                     .guessing);
+    EXPECT_FALSE(
+        guess_->note_unknown(client, "old" + std::to_string(n + 2) + "@example.org").guessing);
   }
 }
 
@@ -228,25 +221,14 @@ TEST_F(GuessingTest, AValueThatDoesNotDecodeIsAbsent) {
 // ---- the check through the Engine ----
 
 Verdict run(Engine& engine, const Transaction& tx) {
-  boost::asio::io_context io;
-  Verdict out;
-  auto body = [&]() -> boost::asio::awaitable<void> {
-    auto evaluation = engine.evaluate(tx);
-    out = co_await std::move(evaluation);
-  };
-  auto task = body();
-  boost::asio::co_spawn(io, std::move(task), [](std::exception_ptr e) {
-    if (e) std::rethrow_exception(e);
-  });
-  io.run();
-  return out;
+  return evaluate_now(engine, tx);
 }
 
 class RecipientsCheckTest : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("spamward-rcheck-" + std::to_string(::getpid()));
+    dir_ =
+        std::filesystem::temp_directory_path() / ("spamward-rcheck-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);
     std::ofstream(dir_ / "valid") << "john@example.org\nalice@example.org\n";
     config_.recipients.valid = "file:" + (dir_ / "valid").string();

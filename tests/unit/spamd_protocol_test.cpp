@@ -500,5 +500,68 @@ TEST(SpamdReply, OwnedHeaderNames) {
   EXPECT_FALSE(is_spamd_owned_header("Subject"));
 }
 
+// [headers] authentication_results (RFC 8601): PROCESS and HEADERS drop the incoming
+// Authentication-Results fields carrying our authserv-id (any case, folded or not, the id
+// possibly on a continuation line), keep the others, and add ours after X-Spam-Status.
+TEST(SpamdReply, ProcessReplacesOurAuthenticationResultsOnly) {
+  const std::string message =
+      "Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=forged.example\r\n"
+      "Authentication-Results: other.example; dkim=pass header.d=a.example\r\n"
+      "Subject: hi\r\n"
+      "authentication-results:\r\n"
+      "\t(forged) MX.EXAMPLE.ORG;\r\n"
+      "\tdmarc=pass header.from=forged.example\r\n"
+      "Authentication-Results: mx.example.org.evil; none\r\n"
+      "\r\n"
+      "Authentication-Results: mx.example.org; in the body: kept\r\n";
+  Verdict v = verdict(Action::accept, 0.0);
+  SpamdAuthResults ar{"mx.example.org", "mx.example.org; dkim=pass header.d=example.net"};
+  Reply r = split(format_spamd_reply(request_of(SpamdCommand::process, message), &v, 6.0, ar));
+  ASSERT_EQ(r.lines.size(), 3u);
+  EXPECT_EQ(r.lines[1], "Content-length: " + std::to_string(r.body.size()));
+  EXPECT_EQ(r.body,
+            "Authentication-Results: other.example; dkim=pass header.d=a.example\r\n"
+            "Subject: hi\r\n"
+            "Authentication-Results: mx.example.org.evil; none\r\n"
+            "X-Spam-Score: 0.00\r\n"
+            "X-Spamward-Symbols: none\r\n"
+            "X-Spam-Status: No, score=0.0 required=6.0 tests=none\r\n"
+            "Authentication-Results: mx.example.org; dkim=pass header.d=example.net\r\n"
+            "\r\n"
+            "Authentication-Results: mx.example.org; in the body: kept\r\n");
+
+  // HEADERS too; a bare-LF message gets LF folds; long values are folded under 80 columns.
+  std::string long_value = "mx.example.org";
+  for (int i = 0; i < 5; ++i)
+    long_value += "; dkim=pass header.d=signer-number-" + std::to_string(i) + ".example.net";
+  Reply h = split(format_spamd_reply(
+      request_of(SpamdCommand::headers, "Authentication-Results: mx.example.org; none\nA: b\n\nx"),
+      &v, 6.0, SpamdAuthResults{"mx.example.org", long_value}));
+  EXPECT_EQ(h.body.find("mx.example.org; none"), std::string::npos) << h.body;
+  size_t at = h.body.find("Authentication-Results: mx.example.org;");
+  ASSERT_NE(at, std::string::npos) << h.body;
+  EXPECT_NE(h.body.find("\n\tdkim=pass", at), std::string::npos) << h.body;
+  EXPECT_EQ(h.body.find('\r'), std::string::npos);
+  EXPECT_TRUE(h.body.ends_with("\n\n")) << h.body;
+  size_t start = 0;
+  for (size_t pos = 0; pos < h.body.size(); ++pos) {
+    if (h.body[pos] == '\n') {
+      EXPECT_LE(pos - start, 79u) << h.body.substr(start, pos - start);
+      start = pos + 1;
+    }
+  }
+
+  // Off (no authserv-id, the default): incoming fields all stay, nothing is added.
+  Reply off = split(format_spamd_reply(request_of(SpamdCommand::process, message), &v, 6.0));
+  EXPECT_NE(off.body.find("forged.example\r\n"), std::string::npos);
+  EXPECT_EQ(off.body.find("header.d=example.net"), std::string::npos);
+  // Fail open (no verdict, no value): ours are still removed, nothing is added.
+  Reply failed = split(format_spamd_reply(request_of(SpamdCommand::process, message), nullptr, 6.0,
+                                          SpamdAuthResults{"mx.example.org", ""}));
+  EXPECT_EQ(failed.body.find("forged.example"), std::string::npos) << failed.body;
+  EXPECT_NE(failed.body.find("other.example"), std::string::npos);
+  EXPECT_EQ(failed.body.find("header.d=example.net"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace spamward

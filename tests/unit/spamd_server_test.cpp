@@ -366,5 +366,48 @@ TEST_F(SpamdServerTest, OverMaxConnectionsNewOnesAreClosed) {
   EXPECT_EQ(exchange(port(), "PING SPAMC/1.5\r\n\r\n"), "SPAMD/1.5 0 PONG\r\n");
 }
 
+// [headers] authentication_results: PROCESS and HEADERS carry our Authentication-Results
+// (authserv-id from [network] our_names when authserv_id is ""), the incoming one with our id
+// is removed, one with another id stays; CHECK is unchanged; off by default.
+TEST_F(SpamdServerTest, ProcessAddsAuthenticationResultsWhenEnabled) {
+  start();
+  const std::string forged =
+      "Authentication-Results: Mail.Example.Org; dkim=pass header.d=forged.example\r\n"
+      "Authentication-Results: other.example; spf=pass smtp.mailfrom=a.example\r\n" +
+      message("hello");
+  std::string off = exchange(port(), request("PROCESS", forged));
+  EXPECT_NE(off.find("header.d=forged.example"), std::string::npos) << off;
+  EXPECT_EQ(off.find("Authentication-Results: mail.example.org"), std::string::npos) << off;
+
+  auto config = std::make_shared<Config>();
+  config->greylist.mode = "off";
+  config->headers.authentication_results = true;
+  config->network.our_names = {"mail.example.org", "192.0.2.25"};
+  Env env;
+  env.clock = &clock_;
+  env.metrics = &metrics_;
+  std::vector<std::unique_ptr<Check>> checks;
+  checks.push_back(std::make_unique<SubjectCheck>());
+  {
+    auto engine = std::make_shared<Engine>(config, env, std::move(checks));
+    std::lock_guard lock(engine_mu_);
+    engine_ = std::move(engine);
+  }
+  std::string processed = exchange(port(), request("PROCESS", forged));
+  EXPECT_TRUE(processed.starts_with("SPAMD/1.1 0 EX_OK\r\nContent-length: ")) << processed;
+  EXPECT_EQ(processed.find("forged.example"), std::string::npos) << processed;
+  EXPECT_NE(processed.find("Authentication-Results: other.example; spf=pass"), std::string::npos)
+      << processed;
+  const std::string ours = "Authentication-Results: mail.example.org; none\r\n";
+  size_t at = processed.find(ours);
+  ASSERT_NE(at, std::string::npos) << processed;
+  EXPECT_EQ(processed.find(ours, at + 1), std::string::npos) << "exactly one";
+  EXPECT_LT(at, processed.find("\r\n\r\nhello")) << "in the header block";
+  std::string headers = exchange(port(), request("HEADERS", forged));
+  EXPECT_NE(headers.find(ours), std::string::npos) << headers;
+  EXPECT_EQ(exchange(port(), request("CHECK", forged)),
+            "SPAMD/1.1 0 EX_OK\r\nSpam: False ; 0.0 / 6.0\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace spamward

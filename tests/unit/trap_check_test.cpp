@@ -1,10 +1,9 @@
 // The trap check (checks/trap_check.h): clients that reach an address no MX points to.
 #include <gtest/gtest.h>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 
 #include "checks/trap_check.h"
 #include "engine/engine.h"
+#include "engine_support.h"
 #include "test_support.h"
 
 using namespace spamward;
@@ -13,21 +12,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-Verdict run(Engine& engine, const Transaction& tx, EvaluationState* state = nullptr) {
-  boost::asio::io_context io;
-  Verdict out;
-  EvaluationState local;
-  EvaluationState& st = state ? *state : local;
-  auto body = [&]() -> boost::asio::awaitable<void> {
-    auto evaluation = engine.evaluate(tx, st);
-    out = co_await std::move(evaluation);
-  };
-  auto task = body();
-  boost::asio::co_spawn(io, std::move(task), [](std::exception_ptr e) {
-    if (e) std::rethrow_exception(e);
-  });
-  io.run();
-  return out;
+Verdict run(Engine& engine, const Transaction& tx) {
+  return evaluate_now(engine, tx);
 }
 
 bool has(const Verdict& v, std::string_view name) {
