@@ -3,6 +3,7 @@
 #include "checks/admin_lists_check.h"
 #include "checks/backscatter_check.h"
 #include "checks/bayes_check.h"
+#include "checks/bounce_origin_check.h"
 #include "checks/dkim_check.h"
 #include "checks/dmarc_check.h"
 #include "checks/dnsbl_check.h"
@@ -33,6 +34,7 @@ std::vector<std::unique_ptr<Check>> make_checks(const Config& config, const Env&
     checks.push_back(std::move(recipients));
   // Bounces to our addresses without a valid BATV tag, when [batv] keys are set (issue 7).
   if (auto bs = make_backscatter_check(config, env)) checks.push_back(std::move(bs));
+  if (auto origin = make_bounce_origin_check(config, env)) checks.push_back(std::move(origin));
   // Checks that need DNS exist only when there is a resolver.
   if (auto spf = make_spf_check(env)) checks.push_back(std::move(spf));
   if (auto dkim = make_dkim_check(env)) checks.push_back(std::move(dkim));

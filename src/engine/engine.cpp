@@ -90,6 +90,8 @@ Engine::Engine(std::shared_ptr<const Config> config, Env env,
     : config_(std::move(config)), env_(env) {
   for (auto& c : checks) checks_.push_back(std::shared_ptr<Check>(std::move(c)));
   greylist_ = std::make_unique<GreylistGate>(*config_, env_, load_greylist_compat(*config_));
+  if (env_.store && env_.clock)
+    sent_ = std::make_unique<SentMessages>(*env_.store, *env_.clock, config_->batv.max_age);
   if (Metrics* m = env_.metrics) {
     describe_metrics(*m);
     // Series resolved once: the hot path must not build label strings per request.
@@ -371,6 +373,16 @@ asio::awaitable<Verdict> Engine::evaluate(const Transaction& tx, EvaluationState
   if (verdict.action == Action::greylist && !greylist_reply.empty())
     verdict.reply_text = std::move(greylist_reply);
   if (!trusted) record_behaviour(tx, verdict, state);
+  if (sent_ && (trusted || tx.authenticated()) && tx.stage == Stage::eom && tx.message &&
+      !env_.read_only && !state.read_only) {
+    if (const HeaderField* id = tx.message->header("Message-ID")) {
+      try {
+        sent_->remember(id->value);
+      } catch (const std::exception& e) {
+        spdlog::warn("cannot remember the Message-ID of {}: {}", tx.id, e.what());
+      }
+    }
+  }
 
   std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
   stage_latency_[static_cast<size_t>(tx.stage)].observe(took.count());

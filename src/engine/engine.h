@@ -2,6 +2,9 @@
 // symbols, and turns the sum into a Verdict by the rules of DESIGN §1 and §3.5. It is the
 // one place where scores become actions; protocol servers only translate its Verdict.
 //
+// At end of message from an authenticated or trusted client, the message's Message-ID is
+// remembered as one we sent (state/sent_messages.h), never in a read-only evaluation.
+//
 // After the checks, the greylist gate (engine/greylist_gate.h) decides whether the
 // transaction is greylisted; after the decision, a refusal as spam is recorded as a reputation
 // offence and clean mail is noted for the client's networks (never when Env::read_only; no
@@ -30,6 +33,7 @@
 #include "engine/env.h"
 #include "engine/greylist_gate.h"
 #include "engine/transaction.h"
+#include "state/sent_messages.h"
 
 namespace spamward {
 
@@ -104,6 +108,9 @@ class Engine {
   Env env_;
   std::vector<std::shared_ptr<Check>> checks_;
   std::unique_ptr<GreylistGate> greylist_;
+  // Message-IDs our own users sent (authenticated or trusted clients), for the bounce-origin
+  // check (checks/bounce_origin_check.h). Null without a store.
+  std::unique_ptr<SentMessages> sent_;
   Metrics::CounterHandle greylist_failopen_;
   std::vector<Metrics::CounterHandle> autolearned_;  // spam, ham
   // Metric series resolved at construction (indexed like checks_, Stage, Action).

@@ -2,12 +2,14 @@
 // (state/recipient_list.h) with lookups against what it parsed, and the address-guessing
 // tracker (state/address_guessing.h) reading whatever bytes its store table holds.
 //
-// Input: byte 0 picks the part.
-// - Even: the rest is split at the first NUL into a list text and a recipient; the list is
+// Input: byte 0 picks the part (mod 3).
+// - 2: the rest is a bounce body; message_ids_in_body() (state/sent_messages.h) must return
+//   at most 8 distinct IDs, each normalised (starting with '<', ending with '>').
+// - 0: the rest is split at the first NUL into a list text and a recipient; the list is
 //   parsed (errors are fine, crashes are not) and, when it parsed, the recipient and a few
 //   variations of it are classified. Properties: postmaster@ at any listed domain is valid;
 //   a typo_of answer is only given for unknown recipients and names a domain of the list.
-// - Odd: records [slot u8] [length u8] [bytes] put garbage under the "guess" table keys of a
+// - 1: records [slot u8] [length u8] [bytes] put garbage under the "guess" table keys of a
 //   few clients, networks and a domain; then note_unknown, note_valid and flagged are driven
 //   for those clients. Nothing may throw (the memory store never fails), and after
 //   `threshold` distinct unknown recipients from one fresh client, it is guessing.
@@ -22,6 +24,7 @@
 #include "state/address_guessing.h"
 #include "state/recipient_list.h"
 #include "state/reputation.h"
+#include "state/sent_messages.h"
 #include "state/store.h"
 
 namespace {
@@ -98,9 +101,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)quiet;
   if (size == 0) return 0;
   std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
-  if (data[0] % 2 == 0)
+  if (data[0] % 3 == 0) {
     fuzz_list(in);
-  else
+  } else if (data[0] % 3 == 1) {
     fuzz_guessing(in);
+  } else {
+    auto ids = message_ids_in_body(in);
+    check(ids.size() <= 8);
+    for (const auto& id : ids) check(id.size() >= 3 && id.front() == '<' && id.back() == '>');
+  }
   return 0;
 }
