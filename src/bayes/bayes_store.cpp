@@ -422,16 +422,57 @@ ModelInfo BayesStore::model_info() {
   return load_model(nullptr, nullptr).value_or(ModelInfo{});
 }
 
+bool BayesStore::cache_matches(const ModelInfo& info, uint8_t slot) const {
+  return cache_ && cache_->slot == slot && cache_->generation == info.generation &&
+         cache_->steps == info.steps;
+}
+
+void BayesStore::load_cache(const ModelInfo& info, uint8_t slot) {
+  WeightCache cache;
+  cache.slot = slot;
+  cache.generation = info.generation;
+  cache.steps = info.steps;
+  cache.complete = true;
+  const std::string prefix = ns_ + static_cast<char>(slot);
+  cache.weights.reserve(static_cast<size_t>(std::min<uint64_t>(info.weights, kMaxCachedWeights)));
+  store_.scan(kWeights, prefix, [&](std::string_view k, std::string_view v) {
+    if (k.size() != prefix.size() + 8 || v.size() < 4) return true;
+    if (cache.weights.size() >= kMaxCachedWeights) {
+      cache.complete = false;
+      return false;
+    }
+    uint64_t hash = 0;
+    for (size_t i = prefix.size(); i < k.size(); ++i)
+      hash = (hash << 8) | static_cast<unsigned char>(k[i]);
+    cache.weights[hash] = get_f32(v, 0);
+    return true;
+  });
+  if (!cache.complete) cache.weights.clear();
+  cache_ = std::move(cache);
+}
+
 std::optional<ModelWeights> BayesStore::model_weights(std::span<const uint64_t> tokens) {
   std::lock_guard lock(mu_);
   uint8_t slot = 0;
   ModelWeights out;
-  if (!load_model(&slot, &out.bias)) return std::nullopt;
+  auto info = load_model(&slot, &out.bias);
+  if (!info) {
+    cache_.reset();
+    return std::nullopt;
+  }
+  if (!cache_matches(*info, slot)) load_cache(*info, slot);
+  out.weights.assign(tokens.size(), 0.0f);
+  if (cache_->complete) {
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      auto it = cache_->weights.find(tokens[i]);
+      if (it != cache_->weights.end()) out.weights[i] = it->second;
+    }
+    return out;
+  }
   std::vector<std::string> keys;
   keys.reserve(tokens.size());
   for (uint64_t h : tokens) keys.push_back(weight_key(slot, h));
   auto values = store_.get_many(kWeights, keys);
-  out.weights.assign(tokens.size(), 0.0f);
   for (size_t i = 0; i < values.size(); ++i) {
     if (values[i] && values[i]->size() >= 4) out.weights[i] = get_f32(*values[i], 0);
   }
@@ -465,8 +506,15 @@ int BayesStore::step(std::span<const uint64_t> tokens, MessageClass cls,
     put_f32(value, w[i]);
     store_.put(kWeights, keys[i], value);
   }
+  const bool cached = cache_matches(*info, slot);
   info->steps += static_cast<uint64_t>(steps);
   store_model(slot, bias, *info);
+  if (cached) {  // keep this process's copy current rather than reloading the whole model
+    cache_->steps = info->steps;
+    if (cache_->complete) {
+      for (size_t i = 0; i < distinct.size(); ++i) cache_->weights[distinct[i]] = w[i];
+    }
+  }
   return steps;
 }
 

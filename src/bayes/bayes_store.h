@@ -46,7 +46,9 @@
 //   back to the counts: Fisher).
 // - step() is the online update between rebuilds (TELL, the HTTP API, autolearning): up to
 //   `max_steps` steps on the live weights until the message is inside the margin.
-// - model_weights() reads the live weights of a message's tokens in one batch.
+// - model_weights() answers the live weights of a message's tokens from an in-memory copy of
+//   the model (about 12 bytes a weight; loaded once per model generation), or, for a model
+//   too large to copy, from the store in one batch.
 // - expire() also drops the token lists of all but the newest `max_token_lists` records
 //   (their digests and classes stay: a message is still never counted twice).
 #pragma once
@@ -185,6 +187,22 @@ class BayesStore {
   std::mutex mu_;
   std::mutex rebuild_mu_;  // taken before mu_, never while holding it
   std::unordered_map<uint64_t, Entry> buffer_;
+  // The live model's weights in this process's memory, so that a classification reads only
+  // the model record from the store instead of one weight per token. Valid for the model
+  // record's (slot, generation, steps): reloaded when another process rebuilt or stepped the
+  // model, kept current by this process's own step(). A model of more than
+  // kMaxCachedWeights weights is not cached (`complete` false: read from the store).
+  struct WeightCache {
+    uint8_t slot = 0;
+    uint64_t generation = 0;
+    uint64_t steps = 0;
+    bool complete = false;
+    std::unordered_map<uint64_t, float> weights;
+  };
+  static constexpr size_t kMaxCachedWeights = 4'000'000;
+  bool cache_matches(const ModelInfo& info, uint8_t slot) const;  // mu_ held
+  void load_cache(const ModelInfo& info, uint8_t slot);            // mu_ held
+  std::optional<WeightCache> cache_;                               // mu_ held
   std::unordered_map<std::string, Learned> learned_buffer_;  // key -> record
   bool totals_loaded_ = false;
   bool totals_dirty_ = false;

@@ -209,6 +209,35 @@ TEST(BayesModel, OnlineStepsMoveAMessageTowardItsClass) {
   EXPECT_EQ(m.db.step(t, MessageClass::spam, m.options.params, 10), 0);
 }
 
+TEST(BayesModel, InMemoryWeightsFollowOwnStepsAndOtherWritersRebuilds) {
+  ModelStore m;
+  m.teach(6, true);
+  m.teach(6, false);
+  ASSERT_TRUE(m.db.rebuild(m.options).built);
+  // A second object on the same store stands for another process (the CLI, a second daemon).
+  BayesStore other(*m.store, m.clock);
+  const std::vector<uint64_t> t = tokens_of(70, false);
+  const double first = m.z(t);  // loads this object's copy
+  EXPECT_DOUBLE_EQ(first, logistic_score(other.model_weights(t)->weights,
+                                         other.model_weights(t)->bias, m.options.params));
+  // Own steps keep the copy current: it answers what the store holds.
+  ASSERT_GT(m.db.step(t, MessageClass::spam, m.options.params, 3), 0);
+  auto mine = m.db.model_weights(t);
+  auto stored = other.model_weights(t);  // reloads from the store: the steps count changed
+  ASSERT_TRUE(mine && stored);
+  EXPECT_EQ(mine->weights, stored->weights);
+  EXPECT_EQ(mine->bias, stored->bias);
+  EXPECT_GT(m.z(t), first);
+  // Another writer's steps and rebuilds are seen at the next classification.
+  ASSERT_GT(other.step(t, MessageClass::ham, m.options.params, 10), 0);
+  EXPECT_EQ(m.db.model_weights(t)->weights, other.model_weights(t)->weights);
+  m.teach(6, true, 100);
+  m.db.commit();
+  ASSERT_TRUE(other.rebuild(m.options).built);
+  EXPECT_EQ(m.db.model_weights(t)->weights, other.model_weights(t)->weights);
+  EXPECT_EQ(m.db.model_info().generation, 2u);
+}
+
 TEST(BayesModel, RebuildUsesOnlyTokensThatSurviveExpiry) {
   ModelStore m;
   m.teach(6, true);
