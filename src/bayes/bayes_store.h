@@ -201,9 +201,9 @@ class BayesStore {
   };
   static constexpr size_t kMaxCachedWeights = 4'000'000;
   bool cache_matches(const ModelInfo& info, uint8_t slot) const;  // mu_ held
-  void load_cache(const ModelInfo& info, uint8_t slot);            // mu_ held
-  std::optional<WeightCache> cache_;                               // mu_ held
-  std::unordered_map<std::string, Learned> learned_buffer_;  // key -> record
+  void load_cache(const ModelInfo& info, uint8_t slot);           // mu_ held
+  std::optional<WeightCache> cache_;                              // mu_ held
+  std::unordered_map<std::string, Learned> learned_buffer_;       // key -> record
   bool totals_loaded_ = false;
   bool totals_dirty_ = false;
   LearnedTotals totals_;
