@@ -296,13 +296,20 @@ class MilterServerTest : public ::testing::Test {
   void start(MilterLimits limits = {}, std::string greylist = "off") {
     auto config = std::make_shared<Config>();
     config->greylist.mode = greylist;
+    std::vector<std::unique_ptr<Check>> checks;
+    checks.push_back(std::make_unique<ByAddressCheck>());
+    checks.push_back(std::make_unique<ContentCheck>(seen_));
+    start_with(config, std::move(checks), limits);
+  }
+
+  // The server on a loopback port with this config and these checks, on the test's store,
+  // clock and metrics.
+  void start_with(std::shared_ptr<Config> config, std::vector<std::unique_ptr<Check>> checks,
+                  MilterLimits limits = {}) {
     Env env;
     env.clock = &clock_;
     env.metrics = &metrics_;
     env.store = store_.get();
-    std::vector<std::unique_ptr<Check>> checks;
-    checks.push_back(std::make_unique<ByAddressCheck>());
-    checks.push_back(std::make_unique<ContentCheck>(seen_));
     engine_ = std::make_shared<Engine>(config, env, std::move(checks));
     server_ = std::make_unique<MilterServer>(
         io_.get_executor(), [this] { return engine_available_ ? engine_ : nullptr; }, limits,
@@ -645,18 +652,9 @@ TEST_F(MilterServerTest, BatvSignsTheSenderOfAuthenticatedAndTrustedClients) {
   config->batv.keys = {"milter-batv-test-key-01"};
   config->network.trusted.clear();
   config->network.trusted.push_back(*Prefix::parse("192.0.2.9/32"));
-  Env env;
-  env.clock = &clock_;
-  env.metrics = &metrics_;
-  env.store = store_.get();
   std::vector<std::unique_ptr<Check>> checks;
   checks.push_back(std::make_unique<ByAddressCheck>());
-  engine_ = std::make_shared<Engine>(config, env, std::move(checks));
-  server_ = std::make_unique<MilterServer>(
-      io_.get_executor(), [this] { return engine_; }, MilterLimits{}, metrics_);
-  server_->listen(*ListenSpec::parse("127.0.0.1:0"));
-  server_->start();
-  thread_ = std::thread([this] { io_.run(); });
+  start_with(config, std::move(checks));
   const std::string tagged =
       batv_sign("alice@example.org", config->batv.keys, clock_.now(), config->batv.max_age);
   ASSERT_TRUE(batv_is_tagged(tagged));
@@ -751,19 +749,10 @@ TEST_F(MilterServerTest, AuthenticationResultsAddedAndOursRemoved) {
   config->headers.authserv_id = "mx.example.org";
   config->network.trusted.clear();
   config->network.trusted.push_back(*Prefix::parse("192.0.2.9/32"));
-  Env env;
-  env.clock = &clock_;
-  env.metrics = &metrics_;
-  env.store = store_.get();
   std::vector<std::unique_ptr<Check>> checks;
   checks.push_back(std::make_unique<ByAddressCheck>());
   checks.push_back(std::make_unique<AuthSymbolsCheck>());
-  engine_ = std::make_shared<Engine>(config, env, std::move(checks));
-  server_ = std::make_unique<MilterServer>(
-      io_.get_executor(), [this] { return engine_; }, MilterLimits{}, metrics_);
-  server_->listen(*ListenSpec::parse("127.0.0.1:0"));
-  server_->start();
-  thread_ = std::thread([this] { io_.run(); });
+  start_with(config, std::move(checks));
 
   auto message = [&](const std::string& client) {
     Mta mta(server_->port());
@@ -812,7 +801,7 @@ TEST_F(MilterServerTest, AuthenticationResultsAddedAndOursRemoved) {
   off->headers.authentication_results = false;
   std::vector<std::unique_ptr<Check>> off_checks;
   off_checks.push_back(std::make_unique<AuthSymbolsCheck>());
-  engine_ = std::make_shared<Engine>(off, env, std::move(off_checks));
+  engine_ = std::make_shared<Engine>(off, engine_->env(), std::move(off_checks));
   rs = message("192.0.2.1");
   ASSERT_FALSE(rs.empty());
   EXPECT_EQ(rs.back().code, 'a');
