@@ -7,7 +7,7 @@ namespace spamward {
 
 namespace {
 
-class ReputationCheck final : public Check {
+class ReputationCheck final : public SyncCheck {
  public:
   explicit ReputationCheck(Reputation& reputation) : reputation_(reputation) {}
 
@@ -15,17 +15,11 @@ class ReputationCheck final : public Check {
   Stage stage() const override { return Stage::connect; }
   Family family() const override { return Family::behaviour; }
 
-  std::optional<std::vector<Symbol>> run_now(const Transaction& tx) override {
+  std::vector<Symbol> evaluate(const Transaction& tx) const override {
     std::vector<Symbol> out;
     if (!tx.client_address) return out;
     if (auto ban = reputation_.ban_for(*tx.client_address)) {
-      Symbol s = known_symbol(
-          "REPUTATION_BANNED",
-          fmt::format("{} until {:%Y-%m-%d %H:%M:%S} UTC, offence {}{}{}", ban->target.to_string(),
-                      std::chrono::time_point_cast<std::chrono::seconds>(ban->until),
-                      ban->offence_number, ban->reason.empty() ? "" : ": ", ban->reason));
-      s.permanent = ban->permanent;
-      out.push_back(std::move(s));
+      out.push_back(banned_symbol(*ban));
       return out;
     }
     double count = reputation_.offence_count(*tx.client_address);
@@ -36,15 +30,21 @@ class ReputationCheck final : public Check {
     return out;
   }
 
-  boost::asio::awaitable<std::vector<Symbol>> run(const Transaction& tx) override {
-    co_return *run_now(tx);
-  }
-
  private:
   Reputation& reputation_;
 };
 
 }  // namespace
+
+Symbol banned_symbol(const Ban& ban) {
+  Symbol s = known_symbol(
+      "REPUTATION_BANNED",
+      fmt::format("{} until {:%Y-%m-%d %H:%M:%S} UTC, offence {}{}{}", ban.target.to_string(),
+                  std::chrono::time_point_cast<std::chrono::seconds>(ban.until), ban.offence_number,
+                  ban.reason.empty() ? "" : ": ", ban.reason));
+  s.permanent = ban.permanent;
+  return s;
+}
 
 std::unique_ptr<Check> make_reputation_check(const Env& env) {
   if (!env.reputation) return nullptr;

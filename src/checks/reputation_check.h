@@ -13,11 +13,17 @@
 
 #include <memory>
 
+#include "core/symbol.h"
 #include "engine/check.h"
 #include "engine/env.h"
+#include "state/reputation.h"
 
 namespace spamward {
 
 std::unique_ptr<Check> make_reputation_check(const Env& env);
+
+// REPUTATION_BANNED for `ban` (the detail and permanence above). Also for checks that start a
+// ban themselves (the trap), so their transaction gets the ban's answer at once.
+Symbol banned_symbol(const Ban& ban);
 
 }  // namespace spamward

@@ -1,10 +1,11 @@
 #include "checks/trap_check.h"
 
+#include "checks/reputation_check.h"
+
 #include <algorithm>
 #include <map>
 #include <mutex>
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -128,16 +129,9 @@ class TrapCheck final : public Check {
     if (reputation_->ban_for(*tx.client_address)) return out;  // the ban answers already
     Ban ban =
         reputation_->record_offence(*tx.client_address, OffenceKind::trap, "connected to " + where);
-    spdlog::info("trap: {} connected to {}, which no MX points to; banned for {}{}",
-                 tx.client_address->to_string(), where,
-                 format_duration(Duration(ban.until - ban.since)), ban.permanent ? " (5xx)" : "");
-    Symbol banned = known_symbol(
-        "REPUTATION_BANNED",
-        fmt::format("{} until {:%Y-%m-%d %H:%M:%S} UTC, offence {}: trap", ban.target.to_string(),
-                    std::chrono::time_point_cast<std::chrono::seconds>(ban.until),
-                    ban.offence_number));
-    banned.permanent = ban.permanent;
-    out.push_back(std::move(banned));
+    spdlog::info("trap: {} connected to {}, which no MX points to; banned for {}",
+                 tx.client_address->to_string(), where, ban_length_text(ban));
+    out.push_back(banned_symbol(ban));
     return out;
   }
 

@@ -135,9 +135,8 @@ void Engine::record_behaviour(const Transaction& tx, const Verdict& verdict,
       state.offence_recorded = true;
       Ban ban = reputation->record_offence(*tx.client_address, OffenceKind::spam,
                                            fmt::format("score {:.2f}", verdict.score));
-      spdlog::info("reputation: offence by {} (refused as spam, score {:.2f}); banned for {}{}",
-                   tx.client_address->to_string(), verdict.score,
-                   format_duration(Duration(ban.until - ban.since)), ban.permanent ? " (5xx)" : "");
+      spdlog::info("reputation: offence by {} (refused as spam, score {:.2f}); banned for {}",
+                   tx.client_address->to_string(), verdict.score, ban_length_text(ban));
       return;
     }
     bool passed_greylisting =

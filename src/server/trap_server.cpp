@@ -11,7 +11,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "core/duration.h"
 #include "server/stream_server.h"
 
 namespace spamward {
@@ -102,8 +101,7 @@ asio::awaitable<void> TrapServerState::serve(std::shared_ptr<StreamConnection> b
     try {
       Ban ban = reputation->record_offence(*client, OffenceKind::trap,
                                            "connected to trap address " + where);
-      ban_text = "; banned for " + format_duration(Duration(ban.until - ban.since)) +
-                 (ban.permanent ? " (5xx)" : "");
+      ban_text = "; banned for " + ban_length_text(ban);
     } catch (const std::exception& e) {
       ban_text = std::string("; cannot record the offence: ") + e.what();
     }

@@ -314,6 +314,10 @@ std::string_view to_string(OffenceKind kind) {
   return "spam";
 }
 
+std::string ban_length_text(const Ban& ban) {
+  return format_duration(Duration(ban.until - ban.since)) + (ban.permanent ? " (5xx)" : "");
+}
+
 std::string reputation_network_key(const Prefix& network) {
   // Always with the length, so a network key never reads like an address key.
   return (network.address().is_v4() ? "n4:" : "n6:") + network.address().to_string() + "/" +

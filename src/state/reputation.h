@@ -187,4 +187,7 @@ class Reputation {
 // (Exposed for `spamward ip` and tests.)
 std::string reputation_network_key(const Prefix& network);
 
+// A ban's length for log lines: "10m", or "1d (5xx)" for a permanent one.
+std::string ban_length_text(const Ban& ban);
+
 }  // namespace spamward

@@ -416,6 +416,18 @@ void expect_no_data(FakeSmtp& server) {
   }
 }
 
+// Starts the scripted server and probes it with its default options.
+ProbeResult probe(FakeSmtp& server) {
+  server.start();
+  return run_backscatter_probe(server.options());
+}
+
+// The probe could not tell, and its summary says why (contains `why`).
+void expect_cannot_tell(const ProbeResult& r, std::string_view why) {
+  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
+  EXPECT_NE(r.summary.find(why), std::string::npos) << r.summary;
+}
+
 TEST(SmtpProbeDialogue, RefusesUnknownRecipientIsSafe) {
   FakeSmtp server;
   server.start();
@@ -512,8 +524,7 @@ TEST(SmtpProbeDialogue, PostmasterRefusedCannotTell) {
   FakeSmtp server;
   server.postmaster = "554 5.7.1 <postmaster@mx.example.test>: Relay access denied\r\n";
   server.unknown_rcpt = "250 2.1.5 Ok\r\n";  // must not matter
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
+  ProbeResult r = probe(server);
   EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
   EXPECT_EQ(static_cast<int>(r.verdict), 2);
   EXPECT_NE(r.summary.find("refused <postmaster@mx.example.test>"), std::string::npos) << r.summary;
@@ -527,10 +538,8 @@ TEST(SmtpProbeDialogue, PostmasterRefusedCannotTell) {
 TEST(SmtpProbeDialogue, TemporaryFailureCannotTell) {
   FakeSmtp server;
   server.unknown_rcpt = "450 4.2.0 <x>: Recipient address rejected: Greylisted\r\n";
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("450"), std::string::npos) << r.summary;
+  ProbeResult r = probe(server);
+  expect_cannot_tell(r, "450");
   ASSERT_FALSE(r.advice.empty());
   EXPECT_NE(r.advice[0].find("greylisting"), std::string::npos);
   expect_no_data(server);
@@ -539,10 +548,8 @@ TEST(SmtpProbeDialogue, TemporaryFailureCannotTell) {
 TEST(SmtpProbeDialogue, BadGreetingCannotTell) {
   FakeSmtp server;
   server.greeting = "554 5.7.1 go away\r\n";
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("did not greet with 220"), std::string::npos) << r.summary;
+  ProbeResult r = probe(server);
+  expect_cannot_tell(r, "did not greet with 220");
   EXPECT_FALSE(server.received_verb("EHLO"));
   EXPECT_FALSE(server.received_verb("MAIL"));
   expect_no_data(server);
@@ -551,20 +558,16 @@ TEST(SmtpProbeDialogue, BadGreetingCannotTell) {
 TEST(SmtpProbeDialogue, MalformedGreetingCannotTell) {
   FakeSmtp server;
   server.greeting = "SSH-2.0-OpenSSH_9.2\r\n";
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("malformed reply"), std::string::npos) << r.summary;
+  ProbeResult r = probe(server);
+  expect_cannot_tell(r, "malformed reply");
   EXPECT_TRUE(server.received().empty());  // a broken session gets no commands at all
 }
 
 TEST(SmtpProbeDialogue, OverlongReplyCannotTell) {
   FakeSmtp server;
   server.ehlo = "250 " + std::string(5000, 'x') + "\r\n";
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("longer than 2000 bytes"), std::string::npos) << r.summary;
+  ProbeResult r = probe(server);
+  expect_cannot_tell(r, "longer than 2000 bytes");
   EXPECT_FALSE(server.received_verb("MAIL"));
 }
 
@@ -577,8 +580,7 @@ TEST(SmtpProbeDialogue, GreetingTimeoutCannotTell) {
   auto t0 = std::chrono::steady_clock::now();
   ProbeResult r = run_backscatter_probe(o);
   auto took = std::chrono::steady_clock::now() - t0;
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("no complete reply within 300 ms"), std::string::npos) << r.summary;
+  expect_cannot_tell(r, "no complete reply within 300 ms");
   EXPECT_GE(took, std::chrono::milliseconds(250));
   EXPECT_LT(took, std::chrono::seconds(3));
   EXPECT_TRUE(server.received().empty());
@@ -593,8 +595,7 @@ TEST(SmtpProbeDialogue, ReplyTimeoutMidDialogueCannotTell) {
   auto t0 = std::chrono::steady_clock::now();
   ProbeResult r = run_backscatter_probe(o);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("no complete reply"), std::string::npos) << r.summary;
+  expect_cannot_tell(r, "no complete reply");
   EXPECT_FALSE(server.received_verb("QUIT"));  // nothing more on a stuck session
   expect_no_data(server);
 }
@@ -610,17 +611,14 @@ TEST(SmtpProbeDialogue, DripFeedingServerIsBoundedByOneTimeoutPerReply) {
   auto t0 = std::chrono::steady_clock::now();
   ProbeResult r = run_backscatter_probe(o);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("no complete reply within 300 ms"), std::string::npos) << r.summary;
+  expect_cannot_tell(r, "no complete reply within 300 ms");
 }
 
 TEST(SmtpProbeDialogue, ClosedConnectionCannotTell) {
   FakeSmtp server;
   server.mail = kClose;
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("closed the connection"), std::string::npos) << r.summary;
+  ProbeResult r = probe(server);
+  expect_cannot_tell(r, "closed the connection");
   EXPECT_FALSE(server.received_verb("RCPT"));
 }
 
@@ -628,10 +626,8 @@ TEST(SmtpProbeDialogue, ServerClosingAfterGreetingCannotTell) {
   // 421 right after EHLO: the server is going away; the probe does not go on.
   FakeSmtp server;
   server.ehlo = "421 4.3.2 Service shutting down\r\n";
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("421"), std::string::npos) << r.summary;
+  ProbeResult r = probe(server);
+  expect_cannot_tell(r, "421");
   EXPECT_FALSE(server.received_verb("MAIL"));
   EXPECT_FALSE(server.received_verb("QUIT"));
 }
@@ -640,8 +636,7 @@ TEST(SmtpProbeDialogue, EhloRefusedFallsBackToHelo) {
   FakeSmtp server;
   server.ehlo = "502 5.5.2 Error: command not recognized\r\n";
   server.unknown_rcpt = "250 ok\r\n";
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
+  ProbeResult r = probe(server);
   EXPECT_EQ(r.verdict, ProbeVerdict::vulnerable) << r.summary;
   auto got = server.received();
   ASSERT_GE(got.size(), 2u);
@@ -653,10 +648,8 @@ TEST(SmtpProbeDialogue, EhloRefusedFallsBackToHelo) {
 TEST(SmtpProbeDialogue, RefusedSenderCannotTell) {
   FakeSmtp server;
   server.mail = "553 5.7.1 sender rejected\r\n";
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("refused MAIL FROM"), std::string::npos) << r.summary;
+  ProbeResult r = probe(server);
+  expect_cannot_tell(r, "refused MAIL FROM");
   ASSERT_FALSE(r.advice.empty());
   EXPECT_NE(r.advice[0].find("--from"), std::string::npos);
   EXPECT_FALSE(server.received_verb("RCPT"));
@@ -666,20 +659,16 @@ TEST(SmtpProbeDialogue, RefusedSenderCannotTell) {
 TEST(SmtpProbeDialogue, RepliesOutOfTurnCannotTell) {
   FakeSmtp server;
   server.greeting = "220 mx.example.test ESMTP\r\n250 unasked\r\n";
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("out of turn"), std::string::npos) << r.summary;
+  ProbeResult r = probe(server);
+  expect_cannot_tell(r, "out of turn");
   EXPECT_TRUE(server.received().empty());
 }
 
 TEST(SmtpProbeDialogue, GarbageAfterAReplyCannotTell) {
   FakeSmtp server;
   server.greeting = "220 mx.example.test ESMTP\r\nnonsense\r\n";
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("malformed reply"), std::string::npos) << r.summary;
+  ProbeResult r = probe(server);
+  expect_cannot_tell(r, "malformed reply");
   EXPECT_TRUE(server.received().empty());
 }
 
@@ -697,8 +686,7 @@ TEST(SmtpProbeDialogue, NoDomainInGreetingNeedsDomainOption) {
 TEST(SmtpProbeDialogue, HostileGreetingTextIsEscapedInTheTranscript) {
   FakeSmtp server;
   server.greeting = "220 mx.example.test \x1b]0;pwned\x07 ESMTP\r\n";
-  server.start();
-  ProbeResult r = run_backscatter_probe(server.options());
+  ProbeResult r = probe(server);
   EXPECT_EQ(r.verdict, ProbeVerdict::safe) << r.summary;
   ASSERT_GE(r.transcript.size(), 3u);
   for (const std::string& line : r.transcript) {
@@ -716,8 +704,7 @@ TEST(SmtpProbeDialogue, NothingListeningCannotTell) {
   o.target = HostPort{"127.0.0.1", port};
   o.timeout = std::chrono::milliseconds(2000);
   ProbeResult r = run_backscatter_probe(o);
-  EXPECT_EQ(r.verdict, ProbeVerdict::unknown) << r.summary;
-  EXPECT_NE(r.summary.find("cannot connect"), std::string::npos) << r.summary;
+  expect_cannot_tell(r, "cannot connect");
 }
 
 TEST(SmtpProbeDialogue, BadOptionIsRefusedBeforeConnecting) {
