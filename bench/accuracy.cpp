@@ -32,7 +32,11 @@
 // value 1, not 1/sqrt(n)), --lr-osb N (OSB window of the LR's tokens; 1), --lr-ngrams N
 // (also character N-grams of the first --lr-ngram-bytes B (3000) bytes of the raw message),
 // --lr-seed N (order of the passes), --lr-repeat N (up to N steps on one message in a row,
-// while it is outside the --lr-thick margin: the "train until learned" of an online TELL).
+// while it is outside the --lr-thick margin: the "train until learned" of an online TELL),
+// --lr-nb A (features scaled by their naive-Bayes log ratio with smoothing A, Wang & Manning's
+// NBSVM, counts from the fold's training messages; --lr-nb-norm 0: 1/sqrt(n), 1: unit length
+// of the scaled vector, 2: none; --lr-nb-init W: starting weight; --lr-nb-combine: plain LR
+// plus the NB-scaled one, which then takes Fisher's place in the "LR + a*logit" lines).
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -281,7 +285,11 @@ struct LrOptions {
   size_t ngrams = 0;
   size_t ngram_bytes = 3000;
   uint64_t seed = 1;
-  int orders = 1;  // models averaged (RebuildOptions::orders)
+  int orders = 1;           // models averaged (RebuildOptions::orders)
+  double nb_alpha = 0;      // EXPERIMENT: NB-scaled features (NBSVM) with this smoothing; 0: off
+  int nb_norm = 0;          // 0: 1/sqrt(n), 1: 1/||r.x||, 2: none
+  double nb_init = 0;       // initial weight of every feature
+  bool nb_combine = false;  // the NB-scaled LR takes Fisher's place in the combinations
 };
 
 struct LrItem {
@@ -339,10 +347,82 @@ struct ModelScores {
   size_t updates = 0, weights = 0, trained = 0, classified = 0;
 };
 
+// EXPERIMENT: logistic regression on NB-log-ratio-scaled binary features (Wang & Manning's
+// NBSVM): x_t = r_t = log((s_t+a)/(S+2a)) - log((h_t+a)/(H+2a)), counts from `train`.
+std::vector<double> nb_scaled_lr(const std::vector<const LrItem*>& train,
+                                 const std::vector<const LrItem*>& test, const LrOptions& lo) {
+  std::unordered_map<uint64_t, TokenCounts> counts;
+  double S = 0, H = 0;
+  for (const auto* it : train) {
+    (it->spam ? S : H) += 1;
+    for (uint64_t h : it->features) (it->spam ? counts[h].spam : counts[h].ham)++;
+  }
+  const double a = lo.nb_alpha;
+  auto r_of = [&](uint64_t h) {
+    auto c = counts.find(h);
+    if (c == counts.end()) return 0.0;
+    return std::log((c->second.spam + a) / (S + 2 * a)) -
+           std::log((c->second.ham + a) / (H + 2 * a));
+  };
+  auto values = [&](const LrItem& it, std::vector<double>& v) {
+    v.clear();
+    double ss = 0;
+    for (uint64_t h : it.features) {
+      double r = r_of(h);
+      v.push_back(r);
+      ss += r * r;
+    }
+    double norm = lo.nb_norm == 0
+                      ? (it.features.empty() ? 1 : 1 / std::sqrt(double(it.features.size())))
+                  : lo.nb_norm == 1 ? (ss > 0 ? 1 / std::sqrt(ss) : 1)
+                                    : 1;
+    for (double& x : v) x *= norm;
+  };
+  std::unordered_map<uint64_t, double> w;
+  double b = 0;
+  std::vector<std::vector<double>> xs(train.size());
+  for (size_t i = 0; i < train.size(); ++i) values(*train[i], xs[i]);
+  std::vector<size_t> order(train.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::mt19937_64 rng(lo.seed);
+  auto weight = [&](uint64_t h) -> double& { return w.try_emplace(h, lo.nb_init).first->second; };
+  for (int pass = 0; pass < lo.passes; ++pass) {
+    std::shuffle(order.begin(), order.end(), rng);
+    for (size_t i : order) {
+      const auto& f = train[i]->features;
+      double z = b;
+      for (size_t j = 0; j < f.size(); ++j) z += weight(f[j]) * xs[i][j];
+      double y = train[i]->spam ? 1 : 0;
+      double err = y - 1 / (1 + std::exp(-z));
+      if (std::fabs(err) <= lo.params.thick) continue;
+      for (size_t j = 0; j < f.size(); ++j)
+        weight(f[j]) = std::clamp(weight(f[j]) + lo.params.rate * err * xs[i][j], -20.0, 20.0);
+      b += lo.params.rate * err;
+    }
+  }
+  std::vector<double> out;
+  std::vector<double> v;
+  for (const auto* it : test) {
+    values(*it, v);
+    double z = b;
+    for (size_t j = 0; j < it->features.size(); ++j) {
+      auto p = w.find(it->features[j]);
+      z += (p == w.end() ? lo.nb_init : p->second) * v[j];
+    }
+    out.push_back(z);
+  }
+  return out;
+}
+
 // Trains on the `train` subset (LR: passes in shuffled order; Fisher: counts), scores `test`.
 void train_and_score(const std::vector<const LrItem*>& train,
                      const std::vector<const LrItem*>& test, const LrOptions& lo,
                      const ClassifierParams& cparams, ModelScores& out) {
+  std::vector<double> nbz;
+  if (lo.nb_alpha > 0) {
+    nbz = nb_scaled_lr(train, test, lo);
+    if (!lo.nb_combine) out.lr.insert(out.lr.end(), nbz.begin(), nbz.end());
+  }
   LogisticModel model;
   std::vector<size_t> order(train.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -367,16 +447,20 @@ void train_and_score(const std::vector<const LrItem*>& train,
   }
   std::vector<TokenCounts> c;
   t0 = std::chrono::steady_clock::now();
-  for (const auto* it : test) out.lr.push_back(model.score(it->features, lo.params));
+  if (lo.nb_alpha <= 0 || lo.nb_combine)
+    for (const auto* it : test) out.lr.push_back(model.score(it->features, lo.params));
   out.classify_s += seconds_since(t0);
   out.classified += test.size();
-  for (const auto* it : test) {
+  for (size_t ti = 0; ti < test.size(); ++ti) {
+    const LrItem* it = test[ti];
     c.clear();
     for (uint64_t h : it->tokens) {
       auto p = counts.find(h);
       c.push_back(p == counts.end() ? TokenCounts{} : p->second);
     }
-    out.nb.push_back(classify(it->tokens, c, totals, cparams, it->groups).probability);
+    out.nb.push_back(lo.nb_combine
+                         ? 1 / (1 + std::exp(-nbz[ti]))
+                         : classify(it->tokens, c, totals, cparams, it->groups).probability);
     out.spam.push_back(it->spam);
   }
 }
@@ -577,6 +661,14 @@ int main(int argc, char** argv) {
       lo.passes = std::stoi(next());
     } else if (a == "--lr-thick") {
       lo.params.thick = std::stod(next());
+    } else if (a == "--lr-nb") {
+      lo.nb_alpha = std::stod(next());
+    } else if (a == "--lr-nb-norm") {
+      lo.nb_norm = std::stoi(next());
+    } else if (a == "--lr-nb-combine") {
+      lo.nb_combine = true;
+    } else if (a == "--lr-nb-init") {
+      lo.nb_init = std::stod(next());
     } else if (a == "--lr-raw") {
       lo.params.normalize = false;
     } else if (a == "--lr-repeat") {
