@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "core/strings.h"
 
@@ -63,36 +64,68 @@ BayesStore& Bayes::store_for(std::string_view ns) {
   return *it->second;
 }
 
-BayesResult Bayes::classify(const Message& message, const std::vector<std::string>& recipients) {
+BayesResult Bayes::classify(const Message& message, const std::vector<std::string>& recipients,
+                            size_t explain) {
   BayesResult result;
   result.ns = namespace_for(recipients);
   BayesStore* db = &store_for(result.ns);
-  LearnedTotals totals = db->totals();
+  result.totals = db->totals();
   const auto ready = [&](const LearnedTotals& t) {
     return t.spam >= options_.min_learned && t.ham >= options_.min_learned;
   };
-  if (!result.ns.empty() && !ready(totals)) {  // a young domain database: the global one
+  if (!result.ns.empty() && !ready(result.totals)) {  // a young domain database: the global one
     result.ns.clear();
     db = &store_for(result.ns);
-    totals = db->totals();
+    result.totals = db->totals();
   }
-  if (!ready(totals)) return result;  // inactive: no symbol
-  TokenList tokens = tokenize(message, options_.tokenizer);
+  if (!ready(result.totals)) return result;  // inactive: no symbol
+  TokenizerOptions tokenizer = options_.tokenizer;
+  tokenizer.keep_text = explain > 0;
+  const TokenList tokens = tokenize(message, tokenizer);
+  Classification& c = result.classification;
   if (options_.model == BayesModel::logistic) {
     if (auto model = db->model_weights(tokens.hashes)) {
-      Classification& c = result.classification;
+      const LogisticParams& params = options_.rebuild.params;
       c.active = true;
       c.model = BayesModel::logistic;
-      c.log_odds = logistic_score(model->weights, model->bias, options_.rebuild.params);
+      c.tokens = tokens.hashes.size();
+      c.bias = model->bias;
+      c.log_odds = logistic_score(model->weights, model->bias, params);
       c.probability = 1.0 / (1.0 + std::exp(-c.log_odds));
       c.clues_used = static_cast<size_t>(std::count_if(model->weights.begin(), model->weights.end(),
                                                        [](float w) { return w != 0; }));
-      return result;
+      if (explain > 0) {
+        const double value = logistic_feature_value(tokens.hashes.size(), params);
+        for (size_t i = 0; i < tokens.hashes.size(); ++i) {
+          if (model->weights[i] == 0) continue;
+          Clue clue;
+          clue.hash = tokens.hashes[i];
+          clue.group = i < tokens.groups.size() ? tokens.groups[i] : uint16_t{0};
+          clue.weight = model->weights[i] * value;
+          c.top.push_back(std::move(clue));
+        }
+        std::sort(c.top.begin(), c.top.end(), [](const Clue& a, const Clue& b) {
+          const double wa = std::fabs(a.weight), wb = std::fabs(b.weight);
+          return wa != wb ? wa > wb : a.hash < b.hash;
+        });
+        if (c.top.size() > explain) c.top.resize(explain);
+      }
     }
   }
-  std::vector<TokenCounts> counts = db->lookup(tokens.hashes);
-  result.classification =
-      spamward::classify(tokens.hashes, counts, totals, options_.params, tokens.groups);
+  if (!c.active) {
+    ClassifierParams params = options_.params;
+    if (explain > 0) params.top_clues = explain;
+    std::vector<TokenCounts> counts = db->lookup(tokens.hashes);
+    c = spamward::classify(tokens.hashes, counts, result.totals, params, tokens.groups);
+  }
+  if (explain > 0) {  // name the clues: hashes -> texts
+    std::unordered_map<uint64_t, size_t> index;
+    for (size_t i = 0; i < tokens.hashes.size(); ++i) index.emplace(tokens.hashes[i], i);
+    for (Clue& clue : c.top) {
+      if (auto it = index.find(clue.hash); it != index.end() && it->second < tokens.texts.size())
+        clue.text = tokens.texts[it->second];
+    }
+  }
   return result;
 }
 

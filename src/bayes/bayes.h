@@ -73,7 +73,8 @@ BayesOptions bayes_options(const BayesConfig& config);
 
 struct BayesResult {
   Classification classification;
-  std::string ns;  // the database used ("" global)
+  std::string ns;         // the database used ("" global)
+  LearnedTotals totals;   // learned messages of that database
 };
 
 class Bayes {
@@ -88,7 +89,12 @@ class Bayes {
   // The database a message to `recipients` is learned into ("" unless per_domain).
   std::string namespace_for(const std::vector<std::string>& recipients) const;
 
-  BayesResult classify(const Message& message, const std::vector<std::string>& recipients);
+  // With `explain` > 0 the result also explains itself (`spamward check --explain`):
+  // classification.top holds up to `explain` of the strongest clues with their texts (the
+  // logistic model: the tokens with the largest shares of z, either sign; Fisher: the clues
+  // farthest from 0.5). Tokenizing then keeps the texts, which costs time: not for the daemon.
+  BayesResult classify(const Message& message, const std::vector<std::string>& recipients,
+                       size_t explain = 0);
 
   LearnOutcome learn(const Message& message, MessageClass cls, std::string_view ns = {});
   LearnOutcome forget(const Message& message, std::string_view ns = {});

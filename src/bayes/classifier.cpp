@@ -40,6 +40,7 @@ Classification classify(std::span<const uint64_t> tokens, std::span<const TokenC
                         const LearnedTotals& totals, const ClassifierParams& params,
                         std::span<const uint16_t> groups) {
   Classification out;
+  out.tokens = tokens.size();
   out.active = totals.spam >= params.min_learned && totals.ham >= params.min_learned &&
                totals.spam > 0 && totals.ham > 0;
   if (!out.active) return out;
@@ -57,7 +58,11 @@ Classification classify(std::span<const uint64_t> tokens, std::span<const TokenC
     if (c.spam == 0 && c.ham == 0) continue;
     const double f = robinson_f(c, totals, params);
     if (std::fabs(f - 0.5) < params.min_dev) continue;
-    clues.push_back({tokens[i], i < groups.size() ? groups[i] : uint16_t{0}, f, c});
+    Clue& clue = clues.emplace_back();
+    clue.hash = tokens[i];
+    clue.group = i < groups.size() ? groups[i] : uint16_t{0};
+    clue.f = f;
+    clue.counts = c;
   }
   if (params.max_group_clues > 0 && !groups.empty()) {
     // The strongest `max_group_clues` of each group (group 0: no limit).
@@ -94,7 +99,7 @@ Classification classify(std::span<const uint64_t> tokens, std::span<const TokenC
   const double hamminess = 1.0 - chi2_upper_tail(-2.0 * ln_ham, dof);    // H
   out.probability = std::clamp((1.0 + spamminess - hamminess) / 2.0, 0.0, 1.0);
   out.top.assign(clues.begin(),
-                 clues.begin() + static_cast<ptrdiff_t>(std::min<size_t>(10, clues.size())));
+                 clues.begin() + static_cast<ptrdiff_t>(std::min(params.top_clues, clues.size())));
   return out;
 }
 

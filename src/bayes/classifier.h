@@ -56,6 +56,7 @@ struct ClassifierParams {
   // 1 is best. Only when classify() is given the groups.
   size_t max_group_clues = 1;
   uint64_t min_learned = 200;  // ham and spam each before the classifier speaks
+  size_t top_clues = 10;       // clues kept in Classification::top
 };
 
 struct Clue {
@@ -63,6 +64,8 @@ struct Clue {
   uint16_t group = 0;
   double f = 0.5;  // Robinson's f(w)
   TokenCounts counts;
+  double weight = 0;  // logistic model: the token's share of the log-odds z
+  std::string text;   // the token's text, when the caller asked for an explanation
 };
 
 // Which model produced a Classification: Fisher over the counts (this file), or the logistic
@@ -75,7 +78,11 @@ struct Classification {
   double probability = 0.5;  // Fisher: I; logistic: 1 / (1 + e^-z); in [0, 1]
   double log_odds = 0;       // logistic: z = w.x + b
   size_t clues_used = 0;     // tokens combined (logistic: tokens with a weight)
-  std::vector<Clue> top;     // the strongest clues, strongest first (at most 10)
+  double bias = 0;           // logistic: the model's bias b
+  size_t tokens = 0;         // distinct tokens of the message
+  // The strongest clues, strongest first (at most ClassifierParams::top_clues). Fisher: by
+  // |f - 0.5|. The logistic model fills it only for an explanation (Bayes::classify), by |weight|.
+  std::vector<Clue> top;
 };
 
 // `counts[i]` are the counts of `tokens[i]` (the store's batch lookup returns them so).

@@ -9,10 +9,6 @@ namespace spamward {
 
 namespace {
 
-double value(size_t n, const LogisticParams& p) {
-  return p.normalize && n ? 1.0 / std::sqrt(static_cast<double>(n)) : 1.0;
-}
-
 double sigmoid(double z) {
   return 1.0 / (1.0 + std::exp(-z));
 }
@@ -26,17 +22,21 @@ uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
 
 }  // namespace
 
+double logistic_feature_value(size_t n, const LogisticParams& p) {
+  return p.normalize && n ? 1.0 / std::sqrt(static_cast<double>(n)) : 1.0;
+}
+
 double logistic_score(std::span<const float> weights, float bias, const LogisticParams& p) {
   double s = 0;
   for (float w : weights) s += w;
-  return bias + s * value(weights.size(), p);
+  return bias + s * logistic_feature_value(weights.size(), p);
 }
 
 bool logistic_step(std::span<float> weights, float& bias, bool spam, const LogisticParams& p) {
   const double y = spam ? 1.0 : 0.0;
   const double err = y - sigmoid(logistic_score(weights, bias, p));
   if (std::fabs(err) <= p.thick) return false;
-  const float step = static_cast<float>(p.rate * err * value(weights.size(), p));
+  const float step = static_cast<float>(p.rate * err * logistic_feature_value(weights.size(), p));
   const float bound = static_cast<float>(p.max_weight);
   for (float& w : weights) w = std::clamp(w + step, -bound, bound);
   bias = std::clamp(bias + static_cast<float>(p.rate * err), -bound, bound);
@@ -49,7 +49,7 @@ double LogisticModel::score(std::span<const uint64_t> features, const LogisticPa
     auto it = weights_.find(f);
     if (it != weights_.end()) s += it->second;
   }
-  return bias_ + s * value(features.size(), p);
+  return bias_ + s * logistic_feature_value(features.size(), p);
 }
 
 double LogisticModel::probability(std::span<const uint64_t> features,

@@ -34,6 +34,10 @@ struct LogisticParams {
   double max_weight = 20;  // |w| bound
 };
 
+// The value of each feature present in a message of n distinct features: 1/sqrt(n) with
+// `normalize`, else 1. A feature's share of the log-odds is its weight times this.
+double logistic_feature_value(size_t n, const LogisticParams& p);
+
 // The log-odds of one message from the weights of its n distinct features (0 for unknown
 // ones): b + sum(w) * value(n).
 double logistic_score(std::span<const float> weights, float bias, const LogisticParams& p);

@@ -9,6 +9,7 @@
 
 #include "bayes/bayes.h"
 #include "checks/registry.h"
+#include "cli/bayes_explain.h"
 #include "cli/commands.h"
 #include "cli/run_to_completion.h"
 #include "core/config.h"
@@ -124,6 +125,10 @@ int cmd_check(const CheckOptions& options) {
   };
 
   if (options.paths.empty()) {
+    if (options.explain) {
+      std::cerr << "spamward: check: --explain explains messages; give a PATH or -\n";
+      return 2;
+    }
     Verdict verdict;
     try {
       verdict = evaluate(tx);
@@ -148,6 +153,18 @@ int cmd_check(const CheckOptions& options) {
   source.max_message_bytes = limits.max_bytes;
   bool failed = false;
   std::ios::sync_with_stdio(false);
+  constexpr size_t kExplainedClues = 20;
+  // The Bayes explanation of one message (a second, read-only classification with texts).
+  auto explain_bayes = [&](const Transaction& subject) -> std::optional<BayesResult> {
+    if (!options.explain || !bayes) return std::nullopt;
+    try {
+      return bayes->classify(*subject.message, subject.recipients, kExplainedClues);
+    } catch (const StoreError& e) {
+      std::cerr << "spamward: check: --explain: " << e.what() << "\n";
+      return std::nullopt;
+    }
+  };
+  const uint64_t min_learned = bayes ? bayes->options().min_learned : 0;
   auto on_message = [&](RawMessage& raw) {
     Transaction subject = tx;
     subject.size = static_cast<int64_t>(raw.raw_size);
@@ -160,16 +177,19 @@ int cmd_check(const CheckOptions& options) {
       failed = true;
       return true;
     }
+    std::optional<BayesResult> explanation = explain_bayes(subject);
     if (options.json) {
       nlohmann::json j = verdict_json(verdict);
       j["file"] = raw.file;
       if (raw.index > 0) j["index"] = raw.index;
+      if (explanation) j["bayes"] = bayes_explanation_json(*explanation, min_learned);
       std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     } else {
       std::cout << "== " << raw.file;
       if (raw.index > 0) std::cout << " #" << raw.index;
       std::cout << "\n";
       print_text(verdict);
+      if (explanation) print_bayes_explanation(std::cout, *explanation, min_learned);
     }
     return true;
   };

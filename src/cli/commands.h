@@ -21,6 +21,7 @@ struct CheckOptions {
   std::string ip, helo, hostname, from;
   std::vector<std::string> rcpt;
   bool json = false;
+  bool explain = false;  // also explain each message's Bayes classification
   std::vector<std::string> paths;
 };
 int cmd_check(const CheckOptions& options);

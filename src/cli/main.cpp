@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   check->add_option("--from", check_options.from, "envelope sender");
   check->add_option("--rcpt", check_options.rcpt, "envelope recipient (repeatable)");
   check->add_flag("--json", check_options.json, "one JSON object per message");
+  check->add_flag("--explain", check_options.explain,
+                  "show the tokens behind each message's Bayes classification");
   check->add_option("paths", check_options.paths, "message files, Maildirs, mboxes, or -");
 
   std::string ip_address;

@@ -93,6 +93,12 @@ class BayesLearning(h.IntegrationCase):
         self.assertIn("min_learned", out)
         self.assertTrue(all(self.bayes_symbol(r) is None
                             for r in self.check_json(sw, self.test_spam[:5])))
+        # --explain says why there is no symbol.
+        one = corpus.write_dir(h.make_tempdir("spamward-explain-"), self.test_spam[:1])
+        rc, explained, err = sw.cli("check", "--explain", one, timeout=60)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("bayes:  inactive (global database: 200 spam and 0 ham learned; "
+                      "it needs 200 of each)", explained)
         self.assertIn("model: none yet", out)  # Fisher would answer, once active
         out = self.learn(sw, "--ham", self.train_ham)
         self.assertIn("200 learned", out)
@@ -100,6 +106,7 @@ class BayesLearning(h.IntegrationCase):
         # The logistic model is rebuilt from the 400 learned messages' tokens.
         self.assertIn("model: logistic, trained on 400 messages", out)
         self.assertIn("(rebuilt now)", out)
+        self.check_explain(sw, one)
         # Relearning the same messages counts nothing twice.
         out = self.learn(sw, "--ham", self.train_ham)
         self.assertIn("0 learned, 0 moved from spam, 200 already learned", out)
@@ -153,6 +160,37 @@ class BayesLearning(h.IntegrationCase):
         self.assertIn("model: none yet", out)
         out = self.learn(sw, "--forget", move_dir)
         self.assertIn("2 forgotten", out)
+
+    def check_explain(self, sw, path):
+        """`check --explain`: the tokens behind the logistic model's z, as text and JSON."""
+        rc, out, err = sw.cli("check", "--json", "--explain", path, timeout=60)
+        self.assertEqual(rc, 0, err)
+        result = json.loads(out)
+        bayes = result["bayes"]
+        self.assertTrue(bayes["active"])
+        self.assertEqual(bayes["model"], "logistic")
+        self.assertEqual(bayes["learned"], {"spam": 200, "ham": 200})
+        # The same classification as the verdict's symbol (detail "z=1.93 p=0.873").
+        symbol_z = float(self.bayes_symbol(result)["detail"].split()[0][2:])
+        self.assertAlmostEqual(bayes["z"], symbol_z, places=2)
+        clues = bayes["clues"]
+        self.assertEqual(len(clues), 20)
+        shares = [abs(c["weight"]) for c in clues]
+        self.assertEqual(shares, sorted(shares, reverse=True))
+        self.assertTrue(all(c["token"] and c["weight"] != 0 for c in clues), clues)
+        self.assertLessEqual(len(clues), bayes["clues_used"])
+        self.assertLessEqual(bayes["clues_used"], bayes["tokens"])
+        # Text: a header line and one line per token, "+0.1234  token".
+        rc, out, err = sw.cli("check", "--explain", path, timeout=60)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("bayes:  logistic model, global database: z=", out)
+        token_lines = [l for l in out.splitlines() if l.startswith("  +") or l.startswith("  -")]
+        self.assertEqual(len(token_lines), 20, out)
+        self.assertEqual(token_lines[0].split(None, 1)[1], clues[0]["token"])
+        # --explain needs a message.
+        rc, out, err = sw.cli("check", "--explain", timeout=30)
+        self.assertEqual(rc, 2)
+        self.assertIn("--explain explains messages", err)
 
     def test_learn_bad_usage(self):
         sw = self.daemon()

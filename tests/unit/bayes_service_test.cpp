@@ -2,6 +2,7 @@
 // learning once, autolearning that never overrides an admin, and the autolearn rule.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 
 #include "bayes/bayes.h"
@@ -159,4 +160,76 @@ TEST(Autolearn, HamNeedsAClearlyNegativeScoreWithoutBayes) {
   // Bayes alone saying ham is not enough: it would teach itself.
   EXPECT_FALSE(autolearn_class({sym("BAYES_HAM", -3, Family::content)}, reject, -1.0));
   EXPECT_FALSE(autolearn_class({}, reject, -1.0));
+}
+
+TEST(BayesService, ExplainsTheLogisticModelTokenByToken) {
+  BayesHarness h;
+  Bayes& b = h.make();
+  h.teach(b, MessageClass::spam, 5);
+  h.teach(b, MessageClass::ham, 5);
+  b.rebuild();
+  const Message msg = message_with("x", "cheap pills casino meeting");
+  const BayesResult plain = b.classify(msg, {});
+  ASSERT_TRUE(plain.classification.active);
+  ASSERT_EQ(plain.classification.model, BayesModel::logistic);
+  EXPECT_TRUE(plain.classification.top.empty());  // the daemon's path names nothing
+
+  const BayesResult explained = b.classify(msg, {}, 1000);  // every weighted token
+  const Classification& c = explained.classification;
+  EXPECT_DOUBLE_EQ(c.log_odds, plain.classification.log_odds);
+  EXPECT_EQ(explained.totals.spam, 5u);
+  EXPECT_EQ(explained.totals.ham, 5u);
+  ASSERT_EQ(c.top.size(), c.clues_used);
+  // The bias and the listed shares add up to z, strongest first, each named.
+  double sum = c.bias;
+  for (size_t i = 0; i < c.top.size(); ++i) {
+    sum += c.top[i].weight;
+    EXPECT_FALSE(c.top[i].text.empty());
+    if (i > 0) {
+      EXPECT_GE(std::fabs(c.top[i - 1].weight), std::fabs(c.top[i].weight));
+    }
+  }
+  EXPECT_NEAR(sum, c.log_odds, 1e-4);
+  auto share_of = [&](const std::string& text) {
+    for (const Clue& clue : c.top)
+      if (clue.text == text) return clue.weight;
+    ADD_FAILURE() << text << " not explained";
+    return 0.0;
+  };
+  EXPECT_GT(share_of("cheap"), 0);
+  EXPECT_LT(share_of("meeting"), 0);
+
+  const BayesResult three = b.classify(msg, {}, 3);
+  ASSERT_EQ(three.classification.top.size(), 3u);
+  EXPECT_EQ(three.classification.top[0].text, c.top[0].text);
+}
+
+TEST(BayesService, ExplainsFisherCluesWithTheirCounts) {
+  BayesHarness h;
+  h.options.model = BayesModel::fisher;
+  Bayes& b = h.make();
+  h.teach(b, MessageClass::spam, 5);
+  h.teach(b, MessageClass::ham, 5);
+  const BayesResult r = b.classify(message_with("x", "cheap pills casino"), {}, 2);
+  const Classification& c = r.classification;
+  ASSERT_TRUE(c.active);
+  EXPECT_EQ(c.model, BayesModel::fisher);
+  ASSERT_EQ(c.top.size(), 2u);
+  for (const Clue& clue : c.top) {
+    EXPECT_FALSE(clue.text.empty());
+    EXPECT_GT(clue.f, 0.5);
+    EXPECT_EQ(clue.counts.spam, 5u);
+    EXPECT_EQ(clue.counts.ham, 0u);
+  }
+}
+
+TEST(BayesService, AnInactiveClassifierReportsWhatIsLearned) {
+  BayesHarness h;
+  Bayes& b = h.make();
+  h.teach(b, MessageClass::spam, 2);
+  const BayesResult r = b.classify(message_with("x", "cheap"), {}, 5);
+  EXPECT_FALSE(r.classification.active);
+  EXPECT_EQ(r.totals.spam, 2u);
+  EXPECT_EQ(r.totals.ham, 0u);
+  EXPECT_TRUE(r.classification.top.empty());
 }
