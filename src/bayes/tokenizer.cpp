@@ -182,6 +182,7 @@ bool is_ascii_alpha(char c) {
 
 // Scripts written without spaces: each character is a word of its own.
 bool unspaced_script(UChar32 c) {
+  if (c < 0x0E00) return false;  // below Thai, the first of these scripts: no lookup
   UErrorCode err = U_ZERO_ERROR;
   UScriptCode s = uscript_getScript(c, &err);
   return s == USCRIPT_HAN || s == USCRIPT_HIRAGANA || s == USCRIPT_KATAKANA || s == USCRIPT_THAI ||
@@ -693,19 +694,31 @@ void body_tokens(Builder& b, const Message& m) {
 bool ignored_header(std::string_view name) {
   // Every message has dozens of fields and the list has dozens of patterns: look only at the
   // patterns that share the name's first three characters (all patterns have three or more
-  // before any '*').
-  using Index = std::unordered_map<std::string, std::vector<const char*>>;
-  static const Index index = [] {
-    Index ix;
-    for (const char* p : kIgnoredHeaders)
-      ix[to_lower(std::string_view(p).substr(0, 3))].push_back(p);
+  // before any '*'), found by binary search on those characters packed into a number.
+  const auto key_of = [](std::string_view s) {
+    uint32_t k = 0;
+    for (size_t i = 0; i < 3; ++i) {
+      unsigned char c = static_cast<unsigned char>(s[i]);
+      k = (k << 8) | (c >= 'A' && c <= 'Z' ? c + 32u : c);
+    }
+    return k;
+  };
+  using Entry = std::pair<uint32_t, const char*>;
+  static const std::vector<Entry> index = [&] {
+    std::vector<Entry> ix;
+    for (const char* p : kIgnoredHeaders) ix.emplace_back(key_of(p), p);
+    std::sort(ix.begin(), ix.end(),
+              [](const Entry& a, const Entry& b) { return a.first < b.first; });
     return ix;
   }();
   if (name.size() < 3) return false;
-  auto it = index.find(to_lower(name.substr(0, 3)));
-  if (it == index.end()) return false;
-  return std::any_of(it->second.begin(), it->second.end(),
-                     [&](const char* p) { return name_matches(name, p); });
+  const uint32_t key = key_of(name);
+  auto it = std::lower_bound(index.begin(), index.end(), key,
+                             [](const Entry& e, uint32_t k) { return e.first < k; });
+  for (; it != index.end() && it->first == key; ++it) {
+    if (name_matches(name, it->second)) return true;
+  }
+  return false;
 }
 
 std::string normalize_text(std::string_view utf8) {
