@@ -9,11 +9,12 @@
 //   reading, parsing and tokenizing, and the database size (entries, bytes on disk for LMDB).
 //
 // Usage:
-//   accuracy --corpus DIR [--split FILE] [--lmdb DIR] [--dump FILE] [tuning options]
+//   accuracy --corpus DIR [--split FILE] [--lmdb DIR | --redis URL] [--dump FILE] [tuning options]
 // DIR holds ham/ and spam/ as unpacked from shared/corpus (tar xzf into a temp dir); --split
 // defaults to DIR/../SPLIT.tsv, then DIR/SPLIT.tsv. --lmdb keeps the database in LMDB at DIR
-// (created; must not exist or be empty), else it is in memory. --dump writes
-// "label<TAB>probability<TAB>score<TAB>path" per test message. Tuning options: --osb N,
+// (created; must not exist or be empty), --redis keeps it in the Redis database at URL
+// (redis://HOST:PORT/DB; use an empty database: it is not cleared), else it is in memory. --dump
+// writes "label<TAB>probability<TAB>score<TAB>path" per test message. Tuning options: --osb N,
 // --html-markup, --robs X, --robx X, --min-dev X, --max-clues N, --max-group-clues N (0: off),
 // --max-tokens N, --min-learned N.
 // --model logistic|fisher (default logistic, as the daemon): learning and classifying go
@@ -604,7 +605,7 @@ int lr_experiment(const std::vector<Row>& rows, const std::string& corpus, int k
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string corpus, split, lmdb_dir, dump, explain;
+  std::string corpus, split, lmdb_dir, redis_url, dump, explain;
   int cv = 0;
   bool cv_only = false;
   std::string model = "logistic";
@@ -627,6 +628,8 @@ int main(int argc, char** argv) {
       split = next();
     } else if (a == "--lmdb") {
       lmdb_dir = next();
+    } else if (a == "--redis") {
+      redis_url = next();
     } else if (a == "--dump") {
       dump = next();
     } else if (a == "--explain") {
@@ -690,7 +693,8 @@ int main(int argc, char** argv) {
     }
   }
   if (corpus.empty()) {
-    std::cerr << "usage: accuracy --corpus DIR [--split FILE] [--lmdb DIR] [--dump FILE]\n";
+    std::cerr
+        << "usage: accuracy --corpus DIR [--split FILE] [--lmdb DIR | --redis URL] [--dump FILE]\n";
     return 2;
   }
   if (split.empty()) {
@@ -726,7 +730,11 @@ int main(int argc, char** argv) {
     }
     SystemClock clock;
     std::unique_ptr<Store> store;
-    if (lmdb_dir.empty()) {
+    if (!redis_url.empty()) {
+      RedisOptions o;
+      o.url = redis_url;
+      store = open_redis_store(o, clock);
+    } else if (lmdb_dir.empty()) {
       store = make_memory_store(clock);
     } else {
       LmdbOptions o;

@@ -13,15 +13,27 @@ std::optional<Config> load_config_reporting(const std::string& config_path) {
   }
 }
 
-std::unique_ptr<Store> open_configured_store(const Config& config, const Clock& clock) {
-  if (config.store.backend != "lmdb") {
-    throw StoreError("the \"" + config.store.backend +
-                     "\" store backend is not available in this build of spamward");
+std::unique_ptr<Store> open_store(const StoreConfig& config, const Clock& clock, StoreUser user) {
+  // One-shot commands have nothing to gather: each write commits at once.
+  const bool command = user == StoreUser::command;
+  if (config.backend == "redis") {
+    RedisOptions options;
+    options.url = config.url;
+    if (command) options.batch_interval = Duration(0);
+    options.require_connection = command;
+    return open_redis_store(options, clock);
+  }
+  if (config.backend != "lmdb") {
+    throw StoreError("unknown store backend \"" + config.backend + "\"");
   }
   LmdbOptions options;
-  options.path = config.store.path;
-  options.batch_interval = Duration(0);  // one-shot commands: nothing to gather
+  options.path = config.path;
+  if (command) options.batch_interval = Duration(0);
   return open_lmdb_store(options, clock);
+}
+
+std::unique_ptr<Store> open_configured_store(const Config& config, const Clock& clock) {
+  return open_store(config.store, clock, StoreUser::command);
 }
 
 std::unique_ptr<Store> open_store_reporting(const Config& config, const Clock& clock,

@@ -10,6 +10,7 @@
 #include "bayes/bayes.h"
 #include "checks/registry.h"
 #include "cli/bayes_explain.h"
+#include "cli/cli_support.h"
 #include "cli/commands.h"
 #include "cli/run_to_completion.h"
 #include "core/config.h"
@@ -70,7 +71,9 @@ int cmd_check(const CheckOptions& options) {
   SystemClock clock;
   std::unique_ptr<Store> store;
   try {
-    if (config->store.backend == "lmdb" && std::filesystem::exists(config->store.path)) {
+    if (config->store.backend == "redis") {
+      store = open_store(config->store, clock, StoreUser::command);
+    } else if (std::filesystem::exists(config->store.path)) {
       LmdbOptions lmdb;
       lmdb.path = config->store.path;
       store = open_lmdb_store(lmdb, clock);

@@ -18,6 +18,7 @@
 #include "bayes/bayes.h"
 #include "checks/recipients_check.h"
 #include "checks/registry.h"
+#include "cli/cli_support.h"
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/listen_spec.h"
@@ -91,13 +92,7 @@ int cmd_serve(const std::string& config_path) {
   SystemClock clock;
   std::unique_ptr<Store> store;
   try {
-    if (config->store.backend != "lmdb") {
-      throw StoreError("store backend '" + config->store.backend +
-                       "' is not available in this build; use \"lmdb\"");
-    }
-    LmdbOptions options;
-    options.path = config->store.path;
-    store = open_lmdb_store(options, clock);
+    store = open_store(config->store, clock, StoreUser::daemon);
   } catch (const StoreError& e) {
     spdlog::critical("cannot open the store: {}", e.what());
     return 1;
@@ -291,6 +286,7 @@ int cmd_serve(const std::string& config_path) {
             fresh->listen.milter != config->listen.milter ||
             fresh->listen.spamd != config->listen.spamd ||
             fresh->listen.http != config->listen.http || fresh->store.path != config->store.path ||
+            fresh->store.url != config->store.url ||
             fresh->store.backend != config->store.backend ||
             fresh->dns.servers != config->dns.servers ||
             fresh->dns.timeout != config->dns.timeout) {

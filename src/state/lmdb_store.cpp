@@ -2,14 +2,14 @@
 //
 // Layout: one LMDB environment per directory; one named sub-database per table, created by
 // the first write to it; every value is an 8-byte big-endian expiry (unix ms, 0 = none)
-// followed by the caller's bytes. Table "meta" holds "format_version".
+// followed by the caller's bytes (write_queue.h). Table "meta" holds "format_version".
 //
 // Threads:
 // - Callers' reads open a fresh read transaction each (MDB_NOTLS, so any thread may hold
 //   several and another process's commits are seen at once), after consulting the overlay of
 //   writes still queued (read your own writes).
-// - One writer thread per Store commits the queue in batches; one sweeper thread deletes
-//   expired entries.
+// - One writer thread per Store commits the queue in batches (state/write_queue.h, shared with
+//   the Redis backend); one sweeper thread deletes expired entries.
 // - mdb_env_set_mapsize() needs every transaction of the process to be finished, so each
 //   transaction runs under a shared lock of `Shared::resize_mu` and a resize takes it
 //   exclusively. No user callback ever runs while that lock is held (scan() copies chunks
@@ -30,55 +30,25 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "state/store.h"
+#include "state/write_queue.h"
 
 namespace spamward {
 namespace {
 
-constexpr size_t kHeaderSize = 8;
 constexpr size_t kMaxBatch = 1000;  // writes committed in one transaction at most
 constexpr size_t kScanChunk = 256;  // entries copied out per read transaction in scan()
 constexpr int kMaxGrowths = 24;     // map doublings tried for one batch
 constexpr const char* kMetaTable = "meta";
 constexpr const char* kFormatKey = "format_version";
-
-std::string encode_value(std::string_view value, int64_t expiry_ms) {
-  std::string out(kHeaderSize + value.size(), '\0');
-  auto ms = static_cast<uint64_t>(expiry_ms);
-  for (int i = 7; i >= 0; --i) {
-    out[static_cast<size_t>(i)] = static_cast<char>(ms & 0xff);
-    ms >>= 8;
-  }
-  std::memcpy(out.data() + kHeaderSize, value.data(), value.size());
-  return out;
-}
-
-// Returns the expiry (0 = none); a value shorter than the header (never written by us) is
-// treated as having none.
-int64_t expiry_of(std::string_view raw) {
-  if (raw.size() < kHeaderSize) return 0;
-  uint64_t ms = 0;
-  for (size_t i = 0; i < kHeaderSize; ++i) ms = (ms << 8) | static_cast<unsigned char>(raw[i]);
-  return static_cast<int64_t>(ms);
-}
-
-std::string_view payload_of(std::string_view raw) {
-  return raw.size() < kHeaderSize ? std::string_view() : raw.substr(kHeaderSize);
-}
-
-bool expired(int64_t expiry_ms, int64_t now_ms) {
-  return expiry_ms != 0 && expiry_ms <= now_ms;
-}
 
 std::string_view view(const MDB_val& v) {
   return {static_cast<const char*>(v.mv_data), v.mv_size};
@@ -241,32 +211,27 @@ std::shared_ptr<Shared> open_shared(const LmdbOptions& options) {
 class LmdbStore final : public Store {
  public:
   LmdbStore(const LmdbOptions& options, const Clock& clock)
-      : options_(options), clock_(clock), shared_(open_shared(options)) {
+      : options_(options),
+        clock_(clock),
+        where_("store at " + options.path),
+        shared_(open_shared(options)),
+        queue_(options.batch_interval, kMaxBatch,
+               [this](const std::vector<QueuedWrite>& batch) { commit(batch); }) {
     check_format_version();
-    writer_ = std::thread([this] { writer_loop(); });
-    sweeper_ = std::thread([this] { sweeper_loop(); });
+    queue_.start();
+    sweeper_.emplace(options.sweep_interval, "sweeping expired entries",
+                     [this] { sweep_expired(); });
   }
 
   ~LmdbStore() override {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    stop_cv_.notify_all();
-    writer_.join();
-    sweeper_.join();
+    sweeper_.reset();
+    queue_.stop();
   }
 
   std::optional<std::string> get(std::string_view table, std::string_view key) override {
     int64_t now = to_unix_ms(clock_.now());
-    {
-      std::lock_guard lock(mu_);
-      if (auto* op = find_pending(table, key)) {
-        if (op->erase || expired(op->expiry_ms, now)) return std::nullopt;
-        return op->value;
-      }
-    }
+    std::optional<std::string> queued;
+    if (queue_.answer(table, key, now, queued)) return queued;
     auto dbi = shared_->dbi(table, false);
     if (!dbi) return std::nullopt;
     std::shared_lock lock(shared_->resize_mu);
@@ -277,8 +242,8 @@ class LmdbStore final : public Store {
     if (rc == MDB_NOTFOUND) return std::nullopt;
     if (rc != 0) shared_->fail("cannot read " + std::string(table), rc);
     std::string_view raw = view(v);
-    if (expired(expiry_of(raw), now)) return std::nullopt;
-    return std::string(payload_of(raw));
+    if (expired_at(stored_expiry(raw), now)) return std::nullopt;
+    return std::string(stored_payload(raw));
   }
 
   std::vector<std::optional<std::string>> get_many(std::string_view table,
@@ -286,15 +251,7 @@ class LmdbStore final : public Store {
     std::vector<std::optional<std::string>> out(keys.size());
     std::vector<bool> answered(keys.size(), false);
     int64_t now = to_unix_ms(clock_.now());
-    {
-      std::lock_guard lock(mu_);
-      for (size_t i = 0; i < keys.size(); ++i) {
-        if (auto* op = find_pending(table, keys[i])) {
-          answered[i] = true;
-          if (!op->erase && !expired(op->expiry_ms, now)) out[i] = op->value;
-        }
-      }
-    }
+    queue_.answer_many(table, keys, now, out, answered);
     auto dbi = shared_->dbi(table, false);
     if (!dbi) return out;
     std::shared_lock lock(shared_->resize_mu);
@@ -307,65 +264,27 @@ class LmdbStore final : public Store {
       if (rc == MDB_NOTFOUND) continue;
       if (rc != 0) shared_->fail("cannot read " + std::string(table), rc);
       std::string_view raw = view(v);
-      if (!expired(expiry_of(raw), now)) out[i] = std::string(payload_of(raw));
+      if (!expired_at(stored_expiry(raw), now)) out[i] = std::string(stored_payload(raw));
     }
     return out;
   }
 
   void put(std::string_view table, std::string_view key, std::string_view value,
            std::optional<TimePoint> expires_at) override {
-    Op op;
-    op.value = std::string(value);
-    op.expiry_ms = expires_at ? std::max<int64_t>(1, to_unix_ms(*expires_at)) : 0;
-    enqueue(table, key, std::move(op));
+    queue_.put(where_, table, key, value, expires_at);
   }
 
   void erase(std::string_view table, std::string_view key) override {
-    Op op;
-    op.erase = true;
-    enqueue(table, key, std::move(op));
+    queue_.erase(where_, table, key);
   }
 
   // Throws StoreError when a batch failed to commit since the last flush() that reported a
   // failure: the writes of a failed batch are lost (and logged), never retried forever.
-  void flush() override {
-    std::unique_lock lock(mu_);
-    uint64_t target = next_seq_ - 1;
-    uint64_t failures_before = failures_seen_by_flush_;
-    flush_waiters_++;
-    cv_.notify_all();
-    done_cv_.wait(lock, [&] { return done_seq_ >= target; });
-    flush_waiters_--;
-    if (failures_ > failures_before) {
-      failures_seen_by_flush_ = failures_;
-      throw StoreError(last_failure_);
-    }
-  }
+  void flush() override { queue_.flush(); }
 
   void scan(std::string_view table, std::string_view prefix, const Visitor& visit) override {
     int64_t now = to_unix_ms(clock_.now());
-    // The overlay is copied before any read transaction begins: a write missing from the
-    // copy was committed before it was taken, hence is visible to the transactions below.
-    std::map<std::string, Op, std::less<>> pending;
-    {
-      std::lock_guard lock(mu_);
-      if (auto t = overlay_.find(table); t != overlay_.end()) {
-        for (auto it = t->second.lower_bound(prefix);
-             it != t->second.end() && it->first.starts_with(prefix); ++it) {
-          pending.emplace(it->first, it->second);
-        }
-      }
-    }
-    auto pit = pending.begin();
-    // Emits pending entries before `bound` (all when null); false when the visitor stopped.
-    auto emit_pending_before = [&](const std::string* bound) {
-      for (; pit != pending.end() && (!bound || pit->first < *bound); ++pit) {
-        if (pit->second.erase || expired(pit->second.expiry_ms, now)) continue;
-        if (!visit(pit->first, pit->second.value)) return false;
-      }
-      return true;
-    };
-
+    ScanMerge merge(queue_.pending_under(table, prefix), now, visit);
     auto dbi = shared_->dbi(table, false);
     std::optional<std::string> resume;
     bool first = true;
@@ -374,17 +293,10 @@ class LmdbStore final : public Store {
       resume = read_chunk(*dbi, first ? std::string(prefix) : *resume, !first, prefix, now, chunk);
       first = false;
       for (auto& [k, v] : chunk) {
-        if (!emit_pending_before(&k)) return;
-        if (pit != pending.end() && pit->first == k) {  // the queued write wins
-          bool live = !pit->second.erase && !expired(pit->second.expiry_ms, now);
-          if (live && !visit(pit->first, pit->second.value)) return;
-          ++pit;
-          continue;
-        }
-        if (!visit(k, v)) return;
+        if (!merge.committed(k, v)) return;
       }
     }
-    emit_pending_before(nullptr);
+    merge.finish();
   }
 
   int64_t count(std::string_view table) override {
@@ -408,18 +320,6 @@ class LmdbStore final : public Store {
   }
 
  private:
-  struct Op {
-    uint64_t seq = 0;
-    bool erase = false;
-    int64_t expiry_ms = 0;
-    std::string value;
-  };
-  struct QueuedOp {
-    std::string table;
-    std::string key;
-    Op op;
-  };
-
   void check_format_version() {
     auto version = get(kMetaTable, kFormatKey);
     // Another process may be creating the store right now: its version commits before any
@@ -433,7 +333,7 @@ class LmdbStore final : public Store {
       }
       // A new store. Written synchronously so that no data ever exists without a version.
       put(kMetaTable, kFormatKey, std::to_string(kStoreFormatVersion), std::nullopt);
-      commit_batch_now();
+      queue_.commit_now();
       return;
     }
     if (*version != std::to_string(kStoreFormatVersion)) {
@@ -444,91 +344,8 @@ class LmdbStore final : public Store {
     }
   }
 
-  // Used by the constructor before the writer thread exists.
-  void commit_batch_now() {
-    std::vector<QueuedOp> batch;
-    {
-      std::lock_guard lock(mu_);
-      batch.swap(queue_);
-    }
-    commit(batch);
-    std::lock_guard lock(mu_);
-    finish_batch(batch);
-  }
-
-  Op* find_pending(std::string_view table, std::string_view key) {
-    auto t = overlay_.find(table);
-    if (t == overlay_.end()) return nullptr;
-    auto it = t->second.find(key);
-    return it == t->second.end() ? nullptr : &it->second;
-  }
-
-  void enqueue(std::string_view table, std::string_view key, Op op) {
-    if (table.empty()) throw StoreError("store at " + options_.path + ": empty table name");
-    if (key.empty() || key.size() > 511) {  // LMDB's default maximum key size
-      throw StoreError("store at " + options_.path + ": key length " + std::to_string(key.size()) +
-                       " out of range 1..511 in table " + std::string(table));
-    }
-    bool wake;
-    {
-      std::lock_guard lock(mu_);
-      op.seq = next_seq_++;
-      auto& t = overlay_[std::string(table)];
-      if (auto it = t.find(key); it != t.end()) {
-        it->second = op;
-      } else {
-        t.emplace(std::string(key), op);
-      }
-      queue_.push_back({std::string(table), std::string(key), std::move(op)});
-      wake = queue_.size() == 1 || queue_.size() >= kMaxBatch;
-    }
-    if (wake) cv_.notify_all();
-  }
-
-  void writer_loop() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, nothing left
-      // Gather for batch_interval unless a flush waits, the batch is full, or we stop.
-      auto deadline = std::chrono::steady_clock::now() + options_.batch_interval;
-      cv_.wait_until(lock, deadline,
-                     [&] { return stopping_ || flush_waiters_ > 0 || queue_.size() >= kMaxBatch; });
-      std::vector<QueuedOp> batch;
-      batch.swap(queue_);
-      lock.unlock();
-      std::string error;
-      try {
-        commit(batch);
-      } catch (const std::exception& e) {
-        error = e.what();
-      }
-      lock.lock();
-      if (!error.empty()) {
-        // The batch is lost; forget its overlay entries too, so reads show what is stored.
-        spdlog::error("{} ({} writes lost)", error, batch.size());
-        failures_++;
-        last_failure_ = error;
-      }
-      finish_batch(batch);
-    }
-  }
-
-  // Under mu_: the batch is committed (or lost); drop overlay entries it made durable.
-  void finish_batch(const std::vector<QueuedOp>& batch) {
-    for (const auto& q : batch) {
-      auto t = overlay_.find(q.table);
-      if (t == overlay_.end()) continue;
-      auto it = t->second.find(q.key);
-      if (it != t->second.end() && it->second.seq == q.op.seq) t->second.erase(it);
-      if (t->second.empty()) overlay_.erase(t);
-    }
-    if (!batch.empty()) done_seq_ = std::max(done_seq_, batch.back().op.seq);
-    done_cv_.notify_all();
-  }
-
   // Writes one batch in one transaction, growing the map as needed. Throws StoreError.
-  void commit(const std::vector<QueuedOp>& batch) {
+  void commit(const std::vector<QueuedWrite>& batch) {
     if (batch.empty()) return;
     std::map<std::string, MDB_dbi, std::less<>> dbis;
     for (const auto& q : batch) {
@@ -551,7 +368,7 @@ class LmdbStore final : public Store {
           rc = mdb_del(txn.get(), d->second, &k, nullptr);
           if (rc == MDB_NOTFOUND) rc = 0;
         } else {
-          std::string raw = encode_value(q.op.value, q.op.expiry_ms);
+          std::string raw = encode_stored(q.op.value, q.op.expiry_ms);
           MDB_val v = val(raw);
           rc = mdb_put(txn.get(), d->second, &k, &v, 0);
         }
@@ -589,7 +406,7 @@ class LmdbStore final : public Store {
       std::string_view key = view(k);
       if (!key.starts_with(prefix)) break;
       std::string_view raw = view(v);
-      if (!expired(expiry_of(raw), now)) out.emplace_back(key, payload_of(raw));
+      if (!expired_at(stored_expiry(raw), now)) out.emplace_back(key, stored_payload(raw));
       if (seen + 1 == kScanChunk) {
         resume = std::string(key);
         break;
@@ -636,7 +453,7 @@ class LmdbStore final : public Store {
       MDB_val k{}, v{};
       for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
            rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        if (!expired(expiry_of(view(v)), now)) continue;
+        if (!expired_at(stored_expiry(view(v)), now)) continue;
         rc = mdb_cursor_del(cursor, 0);
         if (rc != 0) break;
         ++removed;
@@ -655,40 +472,12 @@ class LmdbStore final : public Store {
     }
   }
 
-  void sweeper_loop() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      if (stop_cv_.wait_for(lock, options_.sweep_interval, [&] { return stopping_; })) return;
-      lock.unlock();
-      try {
-        sweep_expired();
-      } catch (const std::exception& e) {
-        spdlog::warn("sweeping expired entries failed: {}", e.what());
-      }
-      lock.lock();
-    }
-  }
-
   LmdbOptions options_;
   const Clock& clock_;
+  std::string where_;  // how errors name this store
   std::shared_ptr<Shared> shared_;
-
-  std::mutex mu_;                    // guards everything below
-  std::condition_variable cv_;       // writer: work, flush, stop
-  std::condition_variable stop_cv_;  // sweeper: stop
-  std::condition_variable done_cv_;  // flush(): a batch finished
-  std::vector<QueuedOp> queue_;
-  std::map<std::string, std::map<std::string, Op, std::less<>>, std::less<>> overlay_;
-  uint64_t next_seq_ = 1;
-  uint64_t done_seq_ = 0;
-  int flush_waiters_ = 0;
-  uint64_t failures_ = 0;
-  uint64_t failures_seen_by_flush_ = 0;
-  std::string last_failure_;
-  bool stopping_ = false;
-
-  std::thread writer_;
-  std::thread sweeper_;
+  WriteQueue queue_;
+  std::optional<PeriodicTask> sweeper_;
 };
 
 }  // namespace

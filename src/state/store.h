@@ -73,6 +73,26 @@ struct LmdbOptions {
 // Throws StoreError.
 std::unique_ptr<Store> open_lmdb_store(const LmdbOptions& options, const Clock& clock);
 
+struct RedisOptions {
+  std::string url;                       // redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]
+  std::string key_prefix = "spamward:";  // every key this store touches starts with it
+  Duration connect_timeout = std::chrono::seconds(1);
+  Duration io_timeout = std::chrono::seconds(1);   // per call: a stalled Redis fails the call
+  Duration retry_after = std::chrono::seconds(1);  // after a failure, calls fail at once
+  size_t max_connections = 8;
+  Duration batch_interval = Duration(5);
+  Duration sweep_interval = std::chrono::minutes(1);
+  // false (the daemon): open even when Redis cannot be reached, so that mail flows with the
+  // store-backed checks failing open; the format version is checked once Redis answers.
+  // true (one-shot commands): a Redis that does not answer is an error at once.
+  bool require_connection = true;
+};
+
+// Redis backend (state/redis_store.cpp): the same contract, with durability as configured in
+// Redis (docs/redis.md), shared by every spamward that points at the same database. Throws
+// StoreError (bad url; Redis unreachable when require_connection; another format version).
+std::unique_ptr<Store> open_redis_store(const RedisOptions& options, const Clock& clock);
+
 // In-memory store with the same semantics (no durability), for unit tests.
 std::unique_ptr<Store> make_memory_store(const Clock& clock);
 
