@@ -159,6 +159,27 @@ BayesStore::Entry& BayesStore::entry(uint64_t hash) {
   return it->second;
 }
 
+void BayesStore::prefetch(std::span<const uint64_t> tokens) {
+  std::vector<uint64_t> missing;
+  std::vector<std::string> keys;
+  for (uint64_t h : tokens) {
+    if (buffer_.contains(h)) continue;
+    missing.push_back(h);
+    keys.push_back(token_key(ns_, h));
+  }
+  if (keys.empty()) return;
+  auto values = store_.get_many(kTokens, keys);
+  for (size_t i = 0; i < missing.size() && i < values.size(); ++i) {
+    auto [it, inserted] = buffer_.try_emplace(missing[i]);
+    if (!inserted) continue;  // a repeated token: loaded with its first copy
+    if (const auto& v = values[i]; v && v->size() >= 12) {
+      it->second.counts = {get_u32(*v, 0), get_u32(*v, 4)};
+      it->second.day = get_u32(*v, 8);
+      it->second.stored = true;
+    }
+  }
+}
+
 std::vector<TokenCounts> BayesStore::lookup(std::span<const uint64_t> tokens) {
   std::vector<TokenCounts> out(tokens.size());
   std::lock_guard lock(mu_);
@@ -203,6 +224,7 @@ std::optional<MessageClass> BayesStore::learned_as(std::string_view digest) {
 
 void BayesStore::apply(std::span<const uint64_t> tokens, MessageClass cls, int delta) {
   const uint32_t day = today();
+  prefetch(tokens);
   for (uint64_t h : tokens) {
     Entry& e = entry(h);
     uint32_t& n = cls == MessageClass::spam ? e.counts.spam : e.counts.ham;

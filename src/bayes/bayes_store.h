@@ -171,7 +171,10 @@ class BayesStore {
     std::vector<uint64_t> tokens;
   };
   Entry& entry(uint64_t hash);  // loads into the buffer; mu_ held
-  void load_totals();           // mu_ held
+  // Loads the tokens not yet in the buffer with one batch read (a round trip per token
+  // would dominate learning on Redis); mu_ held.
+  void prefetch(std::span<const uint64_t> tokens);
+  void load_totals();                                                 // mu_ held
   std::optional<ModelInfo> load_model(uint8_t* slot, float* bias);    // mu_ held
   void store_model(uint8_t slot, float bias, const ModelInfo& info);  // mu_ held
   std::string weight_key(uint8_t slot, uint64_t hash) const;
