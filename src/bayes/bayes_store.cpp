@@ -595,8 +595,16 @@ RebuildResult BayesStore::rebuild(const RebuildOptions& options) {
   for (size_t i = 0; i < lists.size(); ++i) examples.push_back({lists[i], spam[i]});
   const LogisticModel model =
       train_logistic(examples, options.passes, options.seed, options.params, options.orders);
+  // Another host (or process) may have switched the model while this one trained: write into
+  // whichever slot is not live *now*. The previous model stays in its slot until the next
+  // rebuild writes there: erasing it after the switch could erase the weights a concurrent
+  // rebuild, which read the switched record, is writing into that slot.
+  {
+    std::lock_guard lock(mu_);
+    old = load_model(&old_slot, nullptr);
+  }
   const uint8_t slot = old && old_slot == 'a' ? 'b' : 'a';
-  erase_slot(slot);  // leftovers of an interrupted rebuild
+  erase_slot(slot);  // the model before the previous one, or an interrupted rebuild's
   std::string value;
   for (const auto& [hash, w] : model.weights()) {
     if (w == 0.0f) continue;
@@ -614,7 +622,6 @@ RebuildResult BayesStore::rebuild(const RebuildOptions& options) {
     std::lock_guard lock(mu_);
     store_model(slot, model.bias(), info);  // the switch: readers now use the new slot
   }
-  if (old) erase_slot(old_slot);
   result.built = true;
   result.generation = info.generation;
   return result;

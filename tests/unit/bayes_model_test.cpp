@@ -3,10 +3,13 @@
 // expiry of token lists, and the BAYES_* mapping of its log-odds.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bayes/bayes.h"
@@ -143,7 +146,7 @@ TEST(BayesModel, NoModelUntilMinLearnedRecordsOfEachClass) {
   EXPECT_LT(m.z(tokens_of(50, false)), 0);
 }
 
-TEST(BayesModel, RebuildSwitchesSlotsAndLeavesNoOldWeights) {
+TEST(BayesModel, RebuildSwitchesSlotsAndKeepsOnlyThePreviousModel) {
   ModelStore m;
   m.teach(6, true);
   m.teach(6, false);
@@ -157,12 +160,16 @@ TEST(BayesModel, RebuildSwitchesSlotsAndLeavesNoOldWeights) {
   ASSERT_TRUE(second.built);
   EXPECT_EQ(second.generation, 2u);
   m.store->flush();
-  EXPECT_EQ(m.store->count("bayes_weights"), static_cast<int64_t>(second.weights));
+  // The previous model stays in the other slot until the next rebuild writes there (a
+  // concurrent rebuild elsewhere may be writing into it).
+  EXPECT_EQ(m.store->count("bayes_weights"), static_cast<int64_t>(first.weights + second.weights));
   EXPECT_NE(m.z(tokens_of(60, true)), z_before);
   // The same data and seed give the same model (a rebuild is reproducible).
   const double z_now = m.z(tokens_of(60, true));
-  m.db.rebuild(m.options);
+  const RebuildResult third = m.db.rebuild(m.options);
   EXPECT_DOUBLE_EQ(m.z(tokens_of(60, true)), z_now);
+  m.store->flush();  // the first model's slot was overwritten: two models remain, never more
+  EXPECT_EQ(m.store->count("bayes_weights"), static_cast<int64_t>(second.weights + third.weights));
   // Forgetting under min_learned removes the model and its weights.
   for (int i = 0; i < 6; ++i) m.db.forget(digest(i, 'h'), tokens_of(i, false));
   EXPECT_FALSE(m.db.rebuild(m.options).built);
@@ -409,4 +416,54 @@ TEST(BayesModel, SymbolGrowsWithTheLogOdds) {
   EXPECT_NE(ham->detail.find("z="), std::string::npos);
   c.clues_used = 0;  // no known token: no evidence
   EXPECT_FALSE(at(s.z_spam_full));
+}
+
+// Several hosts (here: BayesStore objects on one Store) rebuild the same database at the same
+// time, as the daemons of a cluster sharing Redis may. Whatever the interleaving, once both
+// are done the live slot must hold every weight of its model: no rebuild may erase weights
+// another is writing (a model missing them would stay until the next rebuild, an hour later).
+TEST(BayesModel, ConcurrentRebuildsByTwoHostsLeaveAWholeModel) {
+  FakeClock clock;
+  std::unique_ptr<Store> store = make_memory_store(clock);
+  BayesStore a(*store, clock), b(*store, clock), reader(*store, clock);
+  RebuildOptions options;
+  options.min_learned = 5;
+  std::vector<uint64_t> all;
+  for (int i = 0; i < 40; ++i) {
+    for (bool spam : {true, false}) {
+      auto t = tokens_of(i, spam);
+      a.learn(digest(i, spam ? 's' : 'h'), t, spam ? MessageClass::spam : MessageClass::ham);
+      all.insert(all.end(), t.begin(), t.end());
+    }
+  }
+  a.commit();
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  for (int round = 0; round < 300; ++round) {
+    std::atomic<int> ready = 0;
+    std::vector<std::thread> hosts;
+    // The second host starts a little later each round, so that its rebuild meets every
+    // phase of the first one's (reading, training, writing, switching, cleaning up).
+    const auto lag = std::chrono::microseconds(round % 30 * 20);
+    for (BayesStore* db : {&a, &b}) {
+      const auto delay = db == &b ? lag : std::chrono::microseconds(0);
+      hosts.emplace_back([db, delay, &options, &ready] {
+        ++ready;
+        while (ready.load() < 2) {  // start together, then wait out the delay
+        }
+        const auto start = std::chrono::steady_clock::now();
+        while (std::chrono::steady_clock::now() - start < delay) {
+        }
+        db->rebuild(options);
+      });
+    }
+    for (auto& t : hosts) t.join();
+    const ModelInfo info = reader.model_info();
+    ASSERT_TRUE(info.present);
+    auto weights = reader.model_weights(all);
+    ASSERT_TRUE(weights);
+    const auto nonzero = std::count_if(weights->weights.begin(), weights->weights.end(),
+                                       [](float w) { return w != 0.0f; });
+    ASSERT_EQ(static_cast<uint64_t>(nonzero), info.weights) << "round " << round;
+  }
 }
