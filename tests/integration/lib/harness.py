@@ -59,6 +59,40 @@ def _unregister(obj):
             _live.remove(obj)
 
 
+class ChildServer:
+    """A helper server a test started (unbound, redis, ...): stop() sends SIGTERM, then SIGKILL,
+    and diagnostics() shows the tail of its output. Subclasses set `proc`, `output_path` and
+    `label`; `_before_terminate()` may prepare the process (e.g. resume a paused one)."""
+
+    label = "server"
+    proc = None
+    output_path = None
+
+    def _before_terminate(self):
+        pass
+
+    def stop(self, timeout=5.0):
+        """Stops it (SIGTERM, then SIGKILL). Safe when not running."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._before_terminate()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        _unregister(self)
+
+    def _cleanup(self):
+        self.stop()
+
+    def output(self):
+        return tail(self.output_path)
+
+    def diagnostics(self):
+        return f"==== {self!r}\n---- {self.label} output (tail):\n{self.output()}"
+
+
 def cleanup_all():
     """Stops every registered process (newest first). Safe to call more than once."""
     while True:

@@ -73,7 +73,9 @@ class _Reply:
         raise RuntimeError(f"bad reply line {line!r}")
 
 
-class RedisServer:
+class RedisServer(h.ChildServer):
+    label = "redis"
+
     def __init__(self, tmp, name="redis"):
         self.dir = os.path.join(tmp, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -123,23 +125,5 @@ class RedisServer:
     def resume(self):
         self.proc.send_signal(signal.SIGCONT)
 
-    def stop(self, timeout=5.0):
-        """SIGTERM (after SIGCONT, in case it is paused), then SIGKILL."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        h._unregister(self)
-
-    def _cleanup(self):
-        self.stop()
-
-    def output(self):
-        return h.tail(self.output_path)
-
-    def diagnostics(self):
-        return f"==== {self!r}\n---- redis output (tail):\n{self.output()}"
+    def _before_terminate(self):
+        self.proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM

@@ -57,7 +57,9 @@ def dns_query(port, name, qtype=1, timeout=0.5, host="127.0.0.1"):
     return flags & 0x0F, an
 
 
-class Unbound:
+class Unbound(h.ChildServer):
+    label = "unbound"
+
     def __init__(self, tmp, local_zones=(), local_data=(), local_data_ptr=(), name="unbound"):
         self.dir = os.path.join(tmp, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -106,23 +108,3 @@ class Unbound:
                                          timeout=0.2) is not None,
                        timeout, "answer")
         return self
-
-    def stop(self, timeout=5.0):
-        """Stops it (SIGTERM, then SIGKILL). Safe when not running."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        h._unregister(self)
-
-    def _cleanup(self):
-        self.stop()
-
-    def output(self):
-        return h.tail(self.output_path)
-
-    def diagnostics(self):
-        return f"==== {self!r}\n---- unbound output (tail):\n{self.output()}"
