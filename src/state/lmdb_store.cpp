@@ -208,96 +208,17 @@ std::shared_ptr<Shared> open_shared(const LmdbOptions& options) {
   return shared;
 }
 
-class LmdbStore final : public Store {
+class LmdbStore final : public QueuedStore {
  public:
   LmdbStore(const LmdbOptions& options, const Clock& clock)
-      : options_(options),
-        clock_(clock),
-        where_("store at " + options.path),
-        shared_(open_shared(options)),
-        queue_(options.batch_interval, kMaxBatch,
-               [this](const std::vector<QueuedWrite>& batch) { commit(batch); }) {
+      : QueuedStore(clock, "store at " + options.path, options.batch_interval, kMaxBatch),
+        options_(options),
+        shared_(open_shared(options)) {
     check_format_version();
-    queue_.start();
-    sweeper_.emplace(options.sweep_interval, "sweeping expired entries",
-                     [this] { sweep_expired(); });
+    start(options.sweep_interval);
   }
 
-  ~LmdbStore() override {
-    sweeper_.reset();
-    queue_.stop();
-  }
-
-  std::optional<std::string> get(std::string_view table, std::string_view key) override {
-    int64_t now = to_unix_ms(clock_.now());
-    std::optional<std::string> queued;
-    if (queue_.answer(table, key, now, queued)) return queued;
-    auto dbi = shared_->dbi(table, false);
-    if (!dbi) return std::nullopt;
-    std::shared_lock lock(shared_->resize_mu);
-    Txn txn;
-    shared_->begin(txn, MDB_RDONLY, lock);
-    MDB_val k = val(key), v{};
-    int rc = mdb_get(txn.get(), *dbi, &k, &v);
-    if (rc == MDB_NOTFOUND) return std::nullopt;
-    if (rc != 0) shared_->fail("cannot read " + std::string(table), rc);
-    std::string_view raw = view(v);
-    if (expired_at(stored_expiry(raw), now)) return std::nullopt;
-    return std::string(stored_payload(raw));
-  }
-
-  std::vector<std::optional<std::string>> get_many(std::string_view table,
-                                                   const std::vector<std::string>& keys) override {
-    std::vector<std::optional<std::string>> out(keys.size());
-    std::vector<bool> answered(keys.size(), false);
-    int64_t now = to_unix_ms(clock_.now());
-    queue_.answer_many(table, keys, now, out, answered);
-    auto dbi = shared_->dbi(table, false);
-    if (!dbi) return out;
-    std::shared_lock lock(shared_->resize_mu);
-    Txn txn;
-    shared_->begin(txn, MDB_RDONLY, lock);
-    for (size_t i = 0; i < keys.size(); ++i) {
-      if (answered[i]) continue;
-      MDB_val k = val(keys[i]), v{};
-      int rc = mdb_get(txn.get(), *dbi, &k, &v);
-      if (rc == MDB_NOTFOUND) continue;
-      if (rc != 0) shared_->fail("cannot read " + std::string(table), rc);
-      std::string_view raw = view(v);
-      if (!expired_at(stored_expiry(raw), now)) out[i] = std::string(stored_payload(raw));
-    }
-    return out;
-  }
-
-  void put(std::string_view table, std::string_view key, std::string_view value,
-           std::optional<TimePoint> expires_at) override {
-    queue_.put(where_, table, key, value, expires_at);
-  }
-
-  void erase(std::string_view table, std::string_view key) override {
-    queue_.erase(where_, table, key);
-  }
-
-  // Throws StoreError when a batch failed to commit since the last flush() that reported a
-  // failure: the writes of a failed batch are lost (and logged), never retried forever.
-  void flush() override { queue_.flush(); }
-
-  void scan(std::string_view table, std::string_view prefix, const Visitor& visit) override {
-    int64_t now = to_unix_ms(clock_.now());
-    ScanMerge merge(queue_.pending_under(table, prefix), now, visit);
-    auto dbi = shared_->dbi(table, false);
-    std::optional<std::string> resume;
-    bool first = true;
-    while (dbi && (first || resume)) {
-      std::vector<std::pair<std::string, std::string>> chunk;
-      resume = read_chunk(*dbi, first ? std::string(prefix) : *resume, !first, prefix, now, chunk);
-      first = false;
-      for (auto& [k, v] : chunk) {
-        if (!merge.committed(k, v)) return;
-      }
-    }
-    merge.finish();
-  }
+  ~LmdbStore() override { stop(); }
 
   int64_t count(std::string_view table) override {
     int64_t n = 0;
@@ -320,6 +241,56 @@ class LmdbStore final : public Store {
   }
 
  private:
+  std::optional<std::string> committed_get(std::string_view table, std::string_view key,
+                                           int64_t now) override {
+    auto dbi = shared_->dbi(table, false);
+    if (!dbi) return std::nullopt;
+    std::shared_lock lock(shared_->resize_mu);
+    Txn txn;
+    shared_->begin(txn, MDB_RDONLY, lock);
+    MDB_val k = val(key), v{};
+    int rc = mdb_get(txn.get(), *dbi, &k, &v);
+    if (rc == MDB_NOTFOUND) return std::nullopt;
+    if (rc != 0) shared_->fail("cannot read " + std::string(table), rc);
+    std::string_view raw = view(v);
+    if (expired_at(stored_expiry(raw), now)) return std::nullopt;
+    return std::string(stored_payload(raw));
+  }
+
+  void committed_get_many(std::string_view table, const std::vector<std::string>& keys,
+                          const std::vector<bool>& answered, int64_t now,
+                          std::vector<std::optional<std::string>>& out) override {
+    auto dbi = shared_->dbi(table, false);
+    if (!dbi) return;
+    std::shared_lock lock(shared_->resize_mu);
+    Txn txn;
+    shared_->begin(txn, MDB_RDONLY, lock);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (answered[i]) continue;
+      MDB_val k = val(keys[i]), v{};
+      int rc = mdb_get(txn.get(), *dbi, &k, &v);
+      if (rc == MDB_NOTFOUND) continue;
+      if (rc != 0) shared_->fail("cannot read " + std::string(table), rc);
+      std::string_view raw = view(v);
+      if (!expired_at(stored_expiry(raw), now)) out[i] = std::string(stored_payload(raw));
+    }
+  }
+
+  void committed_scan(std::string_view table, std::string_view prefix, int64_t now,
+                      ScanMerge& merge) override {
+    auto dbi = shared_->dbi(table, false);
+    std::optional<std::string> resume;
+    bool first = true;
+    while (dbi && (first || resume)) {
+      std::vector<std::pair<std::string, std::string>> chunk;
+      resume = read_chunk(*dbi, first ? std::string(prefix) : *resume, !first, prefix, now, chunk);
+      first = false;
+      for (auto& [k, v] : chunk) {
+        if (!merge.committed(k, v)) return;
+      }
+    }
+  }
+
   void check_format_version() {
     auto version = get(kMetaTable, kFormatKey);
     // Another process may be creating the store right now: its version commits before any
@@ -345,7 +316,7 @@ class LmdbStore final : public Store {
   }
 
   // Writes one batch in one transaction, growing the map as needed. Throws StoreError.
-  void commit(const std::vector<QueuedWrite>& batch) {
+  void commit(const std::vector<QueuedWrite>& batch) override {
     if (batch.empty()) return;
     std::map<std::string, MDB_dbi, std::less<>> dbis;
     for (const auto& q : batch) {
@@ -473,11 +444,7 @@ class LmdbStore final : public Store {
   }
 
   LmdbOptions options_;
-  const Clock& clock_;
-  std::string where_;  // how errors name this store
   std::shared_ptr<Shared> shared_;
-  WriteQueue queue_;
-  std::optional<PeriodicTask> sweeper_;
 };
 
 }  // namespace

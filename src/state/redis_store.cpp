@@ -104,17 +104,15 @@ std::optional<std::string> prefix_successor(std::string_view prefix) {
   return s;
 }
 
-class RedisStore final : public Store {
+class RedisStore final : public QueuedStore {
  public:
   RedisStore(const RedisOptions& options, const Clock& clock)
-      : options_(options),
-        clock_(clock),
-        client_(RedisUrl::parse(options.url), client_options(options)),
-        where_("store at " + client_.url().display() + " (keys " + options.key_prefix + "*)"),
-        queue_(options.batch_interval, kMaxBatch, [this](const std::vector<QueuedWrite>& batch) {
-          ensure_verified();
-          commit(batch);
-        }) {
+      : QueuedStore(clock,
+                    "store at " + RedisUrl::parse(options.url).display() + " (keys " +
+                        options.key_prefix + "*)",
+                    options.batch_interval, kMaxBatch),
+        options_(options),
+        client_(RedisUrl::parse(options.url), client_options(options)) {
     try {
       ensure_verified();
     } catch (const FormatError&) {
@@ -124,31 +122,22 @@ class RedisStore final : public Store {
       spdlog::error("{}; starting anyway: store-backed checks fail open until Redis answers",
                     e.what());
     }
-    queue_.start();
-    sweeper_.emplace(options.sweep_interval, "sweeping expired entries",
-                     [this] { sweep_expired(); });
+    start(options.sweep_interval);
   }
 
-  ~RedisStore() override {
-    sweeper_.reset();
-    queue_.stop();
-  }
+  ~RedisStore() override { stop(); }
 
-  std::optional<std::string> get(std::string_view table, std::string_view key) override {
-    int64_t now = to_unix_ms(clock_.now());
-    std::optional<std::string> queued;
-    if (queue_.answer(table, key, now, queued)) return queued;
+ private:
+  std::optional<std::string> committed_get(std::string_view table, std::string_view key,
+                                           int64_t now) override {
     ensure_verified();
     RedisReply r = client_.command({"HGET", data_key(table), std::string(key)});
     return live_payload(r, now, "HGET");
   }
 
-  std::vector<std::optional<std::string>> get_many(std::string_view table,
-                                                   const std::vector<std::string>& keys) override {
-    std::vector<std::optional<std::string>> out(keys.size());
-    std::vector<bool> answered(keys.size(), false);
-    int64_t now = to_unix_ms(clock_.now());
-    queue_.answer_many(table, keys, now, out, answered);
+  void committed_get_many(std::string_view table, const std::vector<std::string>& keys,
+                          const std::vector<bool>& answered, int64_t now,
+                          std::vector<std::optional<std::string>>& out) override {
     std::vector<size_t> asked;
     std::vector<RedisCommand> commands;
     for (size_t i = 0; i < keys.size(); ++i) {
@@ -157,7 +146,7 @@ class RedisStore final : public Store {
       commands.back().push_back(keys[i]);
       asked.push_back(i);
     }
-    if (asked.empty()) return out;
+    if (asked.empty()) return;
     ensure_verified();
     auto replies = client_.execute(commands);
     size_t n = 0;
@@ -168,23 +157,10 @@ class RedisStore final : public Store {
       }
     }
     if (n != asked.size()) fail("HMGET: fewer values than keys");
-    return out;
   }
 
-  void put(std::string_view table, std::string_view key, std::string_view value,
-           std::optional<TimePoint> expires_at) override {
-    queue_.put(where_, table, key, value, expires_at);
-  }
-
-  void erase(std::string_view table, std::string_view key) override {
-    queue_.erase(where_, table, key);
-  }
-
-  void flush() override { queue_.flush(); }
-
-  void scan(std::string_view table, std::string_view prefix, const Visitor& visit) override {
-    int64_t now = to_unix_ms(clock_.now());
-    ScanMerge merge(queue_.pending_under(table, prefix), now, visit);
+  void committed_scan(std::string_view table, std::string_view prefix, int64_t now,
+                      ScanMerge& merge) override {
     ensure_verified();
     std::string min = prefix.empty() ? "-" : "[" + std::string(prefix);
     auto successor = prefix_successor(prefix);
@@ -211,9 +187,9 @@ class RedisStore final : public Store {
       if (names.size() < kScanChunk) break;
       min = "(" + names.back().str;
     }
-    merge.finish();
   }
 
+ public:
   int64_t count(std::string_view table) override {
     int64_t now = to_unix_ms(clock_.now());
     PendingMap pending = queue_.pending_under(table, "");
@@ -355,7 +331,7 @@ class RedisStore final : public Store {
       // A new store: the version is committed before any data, synchronously.
       PendingWrite op;
       op.value = std::to_string(kStoreFormatVersion);
-      commit({{kMetaTable, kFormatKey, std::move(op)}});
+      commit_batch({{kMetaTable, kFormatKey, std::move(op)}});
       spdlog::info("{}: new store, format version {}", where_, kStoreFormatVersion);
       return;
     }
@@ -367,8 +343,14 @@ class RedisStore final : public Store {
     }
   }
 
+  // The writer's batches: only into a database whose format version is known to be ours.
+  void commit(const std::vector<QueuedWrite>& batch) override {
+    ensure_verified();
+    commit_batch(batch);
+  }
+
   // One batch as one MULTI/EXEC, pipelined. Throws StoreError.
-  void commit(const std::vector<QueuedWrite>& batch) {
+  void commit_batch(const std::vector<QueuedWrite>& batch) {
     if (batch.empty()) return;
     std::vector<RedisCommand> commands;
     commands.reserve(batch.size() * 3 + 8);
@@ -408,13 +390,9 @@ class RedisStore final : public Store {
   }
 
   RedisOptions options_;
-  const Clock& clock_;
   RedisClient client_;
-  std::string where_;
   std::mutex verify_mu_;
   std::atomic<bool> verified_{false};
-  WriteQueue queue_;
-  std::optional<PeriodicTask> sweeper_;
 };
 
 }  // namespace

@@ -236,17 +236,22 @@ bool ScanMerge::emit_before(const std::string_view* bound) {
 }
 
 bool ScanMerge::committed(std::string_view key, std::string_view value) {
-  if (!emit_before(&key)) return false;
+  if (stopped_) return false;
+  if (!emit_before(&key)) return !(stopped_ = true);
   if (it_ != pending_.end() && it_->first == key) {  // the queued write wins
     const PendingWrite& op = it_->second;
     ++it_;
-    return !op.live(now_) || visit_(key, op.value);
+    if (op.live(now_) && !visit_(key, op.value)) stopped_ = true;
+    return !stopped_;
   }
-  return visit_(key, value);
+  if (!visit_(key, value)) stopped_ = true;
+  return !stopped_;
 }
 
 bool ScanMerge::finish() {
-  return emit_before(nullptr);
+  if (stopped_) return false;
+  if (!emit_before(nullptr)) stopped_ = true;
+  return !stopped_;
 }
 
 // ---- PeriodicTask ----
@@ -274,6 +279,64 @@ PeriodicTask::~PeriodicTask() {
   }
   cv_.notify_all();
   thread_.join();
+}
+
+QueuedStore::QueuedStore(const Clock& clock, std::string where, Duration batch_interval,
+                         size_t max_batch)
+    : clock_(clock),
+      where_(std::move(where)),
+      queue_(batch_interval, max_batch,
+             [this](const std::vector<QueuedWrite>& batch) { commit(batch); }) {}
+
+void QueuedStore::start(Duration sweep_interval) {
+  queue_.start();
+  sweeper_.emplace(sweep_interval, "sweeping expired entries", [this] { sweep_expired(); });
+}
+
+void QueuedStore::stop() {
+  sweeper_.reset();
+  queue_.stop();
+}
+
+std::optional<std::string> QueuedStore::get(std::string_view table, std::string_view key) {
+  const int64_t now = to_unix_ms(clock_.now());
+  std::optional<std::string> queued;
+  if (queue_.answer(table, key, now, queued)) return queued;
+  return committed_get(table, key, now);
+}
+
+std::vector<std::optional<std::string>> QueuedStore::get_many(
+    std::string_view table, const std::vector<std::string>& keys) {
+  std::vector<std::optional<std::string>> out(keys.size());
+  std::vector<bool> answered(keys.size(), false);
+  const int64_t now = to_unix_ms(clock_.now());
+  queue_.answer_many(table, keys, now, out, answered);
+  if (std::find(answered.begin(), answered.end(), false) != answered.end()) {
+    committed_get_many(table, keys, answered, now, out);
+  }
+  return out;
+}
+
+void QueuedStore::put(std::string_view table, std::string_view key, std::string_view value,
+                      std::optional<TimePoint> expires_at) {
+  queue_.put(where_, table, key, value, expires_at);
+}
+
+void QueuedStore::erase(std::string_view table, std::string_view key) {
+  queue_.erase(where_, table, key);
+}
+
+void QueuedStore::flush() {
+  queue_.flush();
+}
+
+void QueuedStore::scan(std::string_view table, std::string_view prefix, const Visitor& visit) {
+  const int64_t now = to_unix_ms(clock_.now());
+  // The queued writes are copied before the committed data is read: a write missing from the
+  // copy was committed before, hence is seen by the committed read.
+  ScanMerge merge(queue_.pending_under(table, prefix), now, visit);
+  committed_scan(table, prefix, now, merge);
+  if (!merge.stopped()) merge.finish();
 }
 
 }  // namespace spamward

@@ -13,6 +13,9 @@
 //   are never retried forever). Destruction (or stop()) commits what is still queued.
 // - ScanMerge: the ordered merge of committed entries with queued writes that scan() needs.
 // - PeriodicTask: a thread that runs a job every interval (the sweeper).
+// - QueuedStore: the half of the Store contract that is the same for both backends (reads
+//   consult the queue first, writes go through it, scans merge, a sweeper runs); a backend
+//   supplies the committed reads and the commit of a batch.
 #pragma once
 
 #include <condition_variable>
@@ -133,6 +136,8 @@ class ScanMerge {
   bool committed(std::string_view key, std::string_view value);
   // No more committed entries: visits the queued ones left; false when the visitor stopped.
   bool finish();
+  // The visitor has returned false: nothing more is offered to it.
+  bool stopped() const { return stopped_; }
 
  private:
   bool emit_before(const std::string_view* bound);
@@ -141,6 +146,7 @@ class ScanMerge {
   PendingMap::const_iterator it_;
   int64_t now_;
   const Store::Visitor& visit_;
+  bool stopped_ = false;
 };
 
 // Runs `job` every `interval` on a thread of its own until destroyed; logs what it throws.
@@ -156,6 +162,56 @@ class PeriodicTask {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::thread thread_;
+};
+
+// The durable backends' common half of the Store contract (template method): get(),
+// get_many() and scan() answer from the write queue first and ask the backend's committed_*
+// reads for the rest; put(), erase() and flush() go through the queue. A backend implements
+// commit() and the committed_* reads. Its constructor calls start() once it can commit, and
+// its destructor calls stop() before anything else: the writer and sweeper threads call into
+// the backend, which must still exist.
+class QueuedStore : public Store {
+ public:
+  std::optional<std::string> get(std::string_view table, std::string_view key) final;
+  std::vector<std::optional<std::string>> get_many(std::string_view table,
+                                                   const std::vector<std::string>& keys) final;
+  void put(std::string_view table, std::string_view key, std::string_view value,
+           std::optional<TimePoint> expires_at) final;
+  void erase(std::string_view table, std::string_view key) final;
+  // Throws StoreError when a batch failed to commit since the last flush() that reported a
+  // failure: the writes of a failed batch are lost (and logged), never retried forever.
+  void flush() final;
+  void scan(std::string_view table, std::string_view prefix, const Visitor& visit) final;
+
+ protected:
+  // `where` names the store in errors ("store at /var/lib/spamward").
+  QueuedStore(const Clock& clock, std::string where, Duration batch_interval, size_t max_batch);
+  // Starts the writer thread and a sweeper calling sweep_expired() every `sweep_interval`.
+  void start(Duration sweep_interval);
+  // Stops the sweeper, commits what is queued, joins the writer. Idempotent.
+  void stop();
+
+  // Commits one batch in order, or throws (the batch is then lost and logged).
+  virtual void commit(const std::vector<QueuedWrite>& batch) = 0;
+  // The committed, live value of (table, key), or nullopt.
+  virtual std::optional<std::string> committed_get(std::string_view table, std::string_view key,
+                                                   int64_t now_ms) = 0;
+  // Sets out[i] to the committed, live value of keys[i] for every i not answered[i].
+  virtual void committed_get_many(std::string_view table, const std::vector<std::string>& keys,
+                                  const std::vector<bool>& answered, int64_t now_ms,
+                                  std::vector<std::optional<std::string>>& out) = 0;
+  // Offers the committed, live entries under `prefix` to merge.committed() in key order until
+  // it returns false. No connection or transaction may be held while it runs (the visitor may
+  // call back into the store).
+  virtual void committed_scan(std::string_view table, std::string_view prefix, int64_t now_ms,
+                              ScanMerge& merge) = 0;
+
+  const Clock& clock_;
+  const std::string where_;
+  WriteQueue queue_;
+
+ private:
+  std::optional<PeriodicTask> sweeper_;
 };
 
 }  // namespace spamward

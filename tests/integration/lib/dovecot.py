@@ -400,13 +400,8 @@ class Dovecot:
     def stop(self, timeout=10.0):
         """SIGTERM to the master; waits for it and for every process of its session
         (SIGKILL to what is left after `timeout`). Safe when not running."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            h.terminate(self.proc, timeout)
         if self.proc is not None and not h.wait_until(lambda: not self._session_pids(), 5):
             for pid in self._session_pids():
                 try:

@@ -59,6 +59,20 @@ def _unregister(obj):
             _live.remove(obj)
 
 
+def terminate(proc, timeout):
+    """SIGTERM, then SIGKILL after `timeout` seconds. True when it exited on SIGTERM."""
+    if proc.poll() is not None:
+        return True
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        return False
+
+
 class ChildServer:
     """A helper server a test started (unbound, redis, ...): stop() sends SIGTERM, then SIGKILL,
     and diagnostics() shows the tail of its output. Subclasses set `proc`, `output_path` and
@@ -75,12 +89,7 @@ class ChildServer:
         """Stops it (SIGTERM, then SIGKILL). Safe when not running."""
         if self.proc is not None and self.proc.poll() is None:
             self._before_terminate()
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            terminate(self.proc, timeout)
         _unregister(self)
 
     def _cleanup(self):
@@ -508,15 +517,9 @@ class Spamward:
         """SIGTERM (drain); SIGKILL after `timeout`. Returns the exit code (None if not running)."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                _unregister(self)
-                raise RuntimeError(f"spamward did not exit within {timeout}s of SIGTERM (killed)")
+        if not terminate(self.proc, timeout):
+            _unregister(self)
+            raise RuntimeError(f"spamward did not exit within {timeout}s of SIGTERM (killed)")
         _unregister(self)
         return self.proc.returncode
 
